@@ -1,0 +1,11 @@
+"""keras_dst: dynamic sparse training for Keras 3 (TensorFlow and JAX)."""
+
+from keras_dst import layers
+from keras_dst import masks
+from keras_dst.convert.sparsify import sparsify
+from keras_dst.export.strip import strip
+from keras_dst.masks.model_masks import initialize_masks
+from keras_dst.report.summary import sparsity_report
+from keras_dst.report.summary import summary
+from keras_dst.utils.model_walk import sparse_layers
+from keras_dst.version import __version__

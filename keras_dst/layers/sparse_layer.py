@@ -1,0 +1,242 @@
+"""The one mechanism shared by every sparse layer: a mask on one weight.
+
+A sparse layer is its Keras parent plus three things:
+
+* ``kernel_mask``: a non-trainable ``uint8`` variable of the kernel's shape,
+  exactly 0 or 1. The layer computes with ``kernel * kernel_mask``.
+* ``kernel_gradient`` (optional, on by default): a zero-initialised "gradient
+  probe" created with ``overwrite_with_gradient=True``. Its forward
+  contribution is exactly zero, and a custom gradient reports
+  ``dL/d(kernel * mask)`` for it, the DENSE gradient of the loss with respect
+  to the effective kernel, so Keras overwrites it with that gradient at every
+  step of ``fit`` on every backend. Gradient-based growth (RigL) reads it at
+  update steps. With ``kernel_gradient_momentum > 0`` the probe holds an
+  exponential moving average of that gradient instead (SNFS).
+* a property that returns the masked weight wherever the parent layer reads
+  it (``kernel`` or ``embeddings``), so the parent's ``call`` is untouched.
+
+Subclasses only name the parent and the attribute; see ``SparseDense``.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_dst.masks.initial_masks import random_mask
+
+MASK_DTYPE = "uint8"
+
+
+def validate_sparsity(sparsity, name="sparsity"):
+    """Checks that ``sparsity`` is None or a float in [0, 1)."""
+    if sparsity is None:
+        return None
+    if isinstance(sparsity, bool) or not isinstance(
+        sparsity, (int, float, np.floating, np.integer)
+    ):
+        raise TypeError(
+            f"`{name}` must be None or a float in [0, 1). "
+            f"Received: {name}={sparsity!r} of type {type(sparsity).__name__}."
+        )
+    sparsity = float(sparsity)
+    if not 0.0 <= sparsity < 1.0 or not np.isfinite(sparsity):
+        raise ValueError(
+            f"`{name}` must be in [0, 1) (0 = dense, 0.9 = 90% of the "
+            f"weights are zero). Received: {name}={sparsity}."
+        )
+    return sparsity
+
+
+def _masked_kernel(kernel, mask, probe, momentum):
+    """Returns ``kernel * mask``; the probe gets the dense gradient."""
+
+    @ops.custom_gradient
+    def masked(kernel, mask, probe, momentum):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            dense = ops.cast(upstream, probe.dtype)
+            # probe := momentum * probe + (1 - momentum) * dL/d(kernel*mask)
+            probe_grad = momentum * probe + (1.0 - momentum) * dense
+            return (
+                ops.multiply(upstream, mask),
+                ops.zeros_like(mask),
+                probe_grad,
+                ops.zeros_like(momentum),
+            )
+
+        return ops.multiply(kernel, mask), grad
+
+    return masked(kernel, mask, probe, momentum)
+
+
+def masked_weight_property(parent_cls, name):
+    """Builds the property that replaces ``parent_cls.<name>``.
+
+    The raw variable lives in ``self._<name>`` (Keras's own convention for
+    ``Dense``, ``Conv*`` and ``Embedding``; for layers that assign
+    ``self.kernel = ...`` the setter below stores it there).
+    """
+    parent = getattr(parent_cls, name, None)
+    storage = "_" + name
+
+    def fget(self):
+        if isinstance(parent, property):
+            value = parent.fget(self)
+        elif storage in self.__dict__:
+            value = self.__dict__[storage]
+        else:  # AttributeError, as TF's attribute tracking expects.
+            raise AttributeError(f"`{name}` is not created yet.")
+        mask = self.__dict__.get("kernel_mask")
+        if mask is None:  # still building
+            return value
+        value = ops.convert_to_tensor(value)
+        mask = ops.cast(mask.value, value.dtype)
+        probe = self.__dict__.get("kernel_gradient")
+        if probe is None:
+            return ops.multiply(value, mask)
+        probe_value = ops.convert_to_tensor(probe)
+        momentum = ops.cast(
+            self.kernel_gradient_momentum.value, probe_value.dtype
+        )
+        return _masked_kernel(value, mask, probe_value, momentum)
+
+    def fset(self, value):
+        # Layer.__setattr__ already tracked `value`; only store it.
+        object.__setattr__(self, storage, value)
+
+    return property(fget, fset, doc=f"The masked `{name}` (weight * mask).")
+
+
+class SparseLayer:
+    """Mixin that gives a Keras layer a mask on its main weight.
+
+    Not for direct use: subclass it together with a Keras layer and set
+    ``_sparse_weight_name``. Public attributes on every sparse layer:
+
+    * ``kernel_variable``: the raw weight variable (zeros where masked).
+    * ``kernel_mask``: the 0/1 ``uint8`` mask variable.
+    * ``kernel_gradient``: the gradient probe variable, or ``None``.
+    * ``sparsity``: the sparsity the mask was drawn with (``None`` = dense).
+    """
+
+    _sparse_weight_name = "kernel"
+
+    def _init_sparse(self, sparsity, mask_seed, dense_gradient):
+        self.sparsity = validate_sparsity(sparsity)
+        if mask_seed is not None and (
+            isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
+        ):
+            raise TypeError(
+                "`mask_seed` must be None or an int. "
+                f"Received: mask_seed={mask_seed!r}."
+            )
+        self.mask_seed = mask_seed
+        if not isinstance(dense_gradient, bool):
+            raise TypeError(
+                "`dense_gradient` must be a bool. "
+                f"Received: dense_gradient={dense_gradient!r}."
+            )
+        self.dense_gradient = dense_gradient
+
+    @property
+    def kernel_variable(self):
+        """The raw (unmasked) weight variable."""
+        return self.__dict__["_" + self._sparse_weight_name]
+
+    def _build_sparse(self):
+        """Creates the mask (and probe); call at the end of ``build``."""
+        kernel = self.kernel_variable
+        shape = tuple(kernel.shape)
+        mask = self.add_weight(
+            name="kernel_mask",
+            shape=shape,
+            initializer="ones",
+            trainable=False,
+            dtype=MASK_DTYPE,
+            autocast=False,
+        )
+        if self.dense_gradient:
+            probe = self.add_weight(
+                name="kernel_gradient",
+                shape=shape,
+                initializer="zeros",
+                trainable=True,
+                dtype=kernel.dtype,
+                autocast=False,
+            )
+            probe.overwrite_with_gradient = True
+            momentum = self.add_weight(
+                name="kernel_gradient_momentum",
+                shape=(),
+                initializer="zeros",
+                trainable=False,
+                dtype=kernel.dtype,
+                autocast=False,
+            )
+        # Assigned last: the masked property switches on when it exists.
+        self.kernel_gradient = probe if self.dense_gradient else None
+        if self.dense_gradient:
+            self.kernel_gradient_momentum = momentum
+        self.kernel_mask = mask
+        if self.sparsity is not None:
+            self.set_mask(random_mask(shape, self.sparsity, self.mask_seed))
+
+    def set_mask(self, mask):
+        """Sets the mask and zeroes the kernel where the mask is 0.
+
+        Args:
+            mask: array of the kernel's shape with values in {0, 1}.
+        """
+        mask = np.asarray(mask)
+        shape = tuple(self.kernel_variable.shape)
+        if mask.shape != shape:
+            raise ValueError(
+                f"`mask` must have the kernel's shape {shape} for layer "
+                f"'{self.name}'. Received: mask.shape={mask.shape}."
+            )
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(
+                f"`mask` must contain only 0 and 1 (layer '{self.name}')."
+            )
+        mask = mask.astype(MASK_DTYPE)
+        self.kernel_mask.assign(mask)
+        kernel = self.kernel_variable
+        kernel.assign(
+            ops.where(
+                ops.convert_to_tensor(mask.astype(bool)),
+                kernel.value,
+                ops.zeros((), kernel.dtype),
+            )
+        )
+
+    def get_mask(self):
+        """Returns the mask as a numpy ``uint8`` array."""
+        return keras.ops.convert_to_numpy(self.kernel_mask.value)
+
+    # Keras's Dense/Conv/Embedding save only their own named weights; save
+    # and load every variable of the layer (mask and probe included).
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+    def _sparse_config(self):
+        return {
+            "sparsity": self.sparsity,
+            "mask_seed": self.mask_seed,
+            "dense_gradient": self.dense_gradient,
+        }
+
+    def enable_lora(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"LoRA is not supported on sparse layer '{self.name}'. "
+            "Call `keras_dst.strip(model)` first to get plain Keras layers."
+        )
+
+    def quantize(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"Quantization is not supported on sparse layer '{self.name}'. "
+            "Call `keras_dst.strip(model)` first to get plain Keras layers."
+        )

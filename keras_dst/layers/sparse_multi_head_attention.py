@@ -1,0 +1,77 @@
+"""`SparseMultiHeadAttention`: attention with sparse projection kernels."""
+
+import keras
+
+from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
+from keras_dst.layers.sparse_layer import validate_sparsity
+
+
+@keras.saving.register_keras_serializable(package="keras_dst")
+class SparseMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """A `keras.layers.MultiHeadAttention` whose projections are sparse.
+
+    Keras builds the query/key/value/output projections as `EinsumDense`
+    sub-layers; this layer builds them as `SparseEinsumDense`, so each
+    projection kernel carries its own `kernel_mask` and takes part in the
+    model's sparsity budget like any other sparse layer.
+
+    Args:
+        sparsity: `None` (dense masks) or a float in [0, 1) used as the
+            initial sparsity of every projection.
+        mask_seed: `None` or an int; projection `i` uses `mask_seed + i`.
+        dense_gradient: bool, see `SparseDense`.
+        **kwargs: every argument of `keras.layers.MultiHeadAttention`.
+
+    Example:
+
+    ```python
+    mha = keras_dst.layers.SparseMultiHeadAttention(
+        num_heads=2, key_dim=8, sparsity=0.8)
+    x = keras.ops.ones((2, 5, 16))
+    y = mha(x, x)
+    ```
+
+    Reference:
+        - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
+    """
+
+    def __init__(
+        self,
+        *args,
+        sparsity=None,
+        mask_seed=None,
+        dense_gradient=True,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.sparsity = validate_sparsity(sparsity)
+        self.mask_seed = mask_seed
+        self.dense_gradient = dense_gradient
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        # Swap each EinsumDense projection for its sparse twin, built with
+        # the same config and input shape.
+        index = 0
+        for attr, sub in list(vars(self).items()):
+            if type(sub) is not keras.layers.EinsumDense:
+                continue
+            seed = None if self.mask_seed is None else self.mask_seed + index
+            twin = SparseEinsumDense(
+                **sub.get_config(),
+                sparsity=self.sparsity,
+                mask_seed=seed,
+                dense_gradient=self.dense_gradient,
+            )
+            twin.build_from_config(sub.get_build_config())
+            self._layers.remove(sub)
+            setattr(self, attr, twin)
+            index += 1
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "sparsity": self.sparsity,
+            "mask_seed": self.mask_seed,
+            "dense_gradient": self.dense_gradient,
+        }

@@ -1,0 +1,8 @@
+"""Masks: initial mask drawing and per-layer sparsity allocation."""
+
+from keras_dst.masks.distributions import allocate
+from keras_dst.masks.distributions import er_densities
+from keras_dst.masks.distributions import erk_densities
+from keras_dst.masks.initial_masks import active_count
+from keras_dst.masks.initial_masks import magnitude_mask
+from keras_dst.masks.initial_masks import random_mask

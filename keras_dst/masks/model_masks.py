@@ -1,0 +1,105 @@
+"""Applying an allocation to every sparse layer of a model."""
+
+import keras
+import numpy as np
+
+from keras_dst.masks.distributions import allocate
+from keras_dst.masks.initial_masks import magnitude_mask
+from keras_dst.masks.initial_masks import random_mask
+from keras_dst.utils.model_walk import resolve_layer_map
+from keras_dst.utils.model_walk import sparse_layers
+
+MASK_INITS = ("random", "magnitude")
+
+
+def require_sparse_layers(model):
+    """The model's sparse layers, or a clear error if there are none."""
+    layers = sparse_layers(model)
+    if not layers:
+        raise ValueError(
+            f"Model '{getattr(model, 'name', model)}' has no sparse layers. "
+            "Build it with `keras_dst.layers` (e.g. "
+            "`keras_dst.layers.SparseDense`) or convert it with "
+            "`model = keras_dst.sparsify(model)`."
+        )
+    unbuilt = [layer.name for layer in layers if not layer.built]
+    if unbuilt:
+        raise ValueError(
+            f"Sparse layers {unbuilt} are not built yet. Build the model "
+            "first (call it on data, or give it a `keras.Input`)."
+        )
+    return layers
+
+
+def initialize_masks(
+    model,
+    sparsity=None,
+    distribution="erk",
+    *,
+    power_scale=1.0,
+    keep_first_dense=False,
+    keep_last_dense=False,
+    keep_dense=(),
+    overrides=None,
+    mask_init="random",
+    seed=None,
+):
+    """Draws masks for every sparse layer of `model` from a global budget.
+
+    Args:
+        model: a built model (or layer) holding `keras_dst.layers`.
+        sparsity: global sparsity in [0, 1) over the sparse layers.
+        distribution: `"uniform"`, `"er"`, `"erk"` or a full custom
+            `{layer name or path: sparsity}` map.
+        power_scale: ERK exponent.
+        keep_first_dense, keep_last_dense: keep the first / last sparse
+            layer (in model order) dense.
+        keep_dense: more layer names or paths to keep dense.
+        overrides: `{layer name or path: sparsity}` fixed for those layers.
+        mask_init: `"random"` (uniform at random, the DST default) or
+            `"magnitude"` (keep the largest |w|, one-shot pruning of a
+            trained model).
+        seed: `None` or an int; layer `i` uses `seed + i`.
+
+    Returns:
+        dict layer path -> sparsity applied.
+    """
+    if mask_init not in MASK_INITS:
+        raise ValueError(
+            f"`mask_init` must be one of {MASK_INITS}. "
+            f"Received: mask_init={mask_init!r}."
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
+    layers = require_sparse_layers(model)
+    keep = list(resolve_layer_map(layers, {k: 0 for k in keep_dense}, "keep_dense"))
+    if keep_first_dense:
+        keep.append(layers[0].path)
+    if keep_last_dense:
+        keep.append(layers[-1].path)
+    if isinstance(distribution, dict):
+        distribution = resolve_layer_map(layers, distribution, "distribution")
+    sparsities = allocate(
+        {layer.path: tuple(layer.kernel_variable.shape) for layer in layers},
+        sparsity,
+        distribution,
+        power_scale=power_scale,
+        keep_dense=keep,
+        overrides=resolve_layer_map(layers, overrides, "overrides"),
+    )
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    masks = {}
+    for index, layer in enumerate(layers):
+        shape = tuple(layer.kernel_variable.shape)
+        s = sparsities[layer.path]
+        if mask_init == "random":
+            masks[layer.path] = random_mask(shape, s, seed + index)
+        else:
+            weights = keras.ops.convert_to_numpy(layer.kernel_variable.value)
+            masks[layer.path] = magnitude_mask(weights, s)
+    # Set all masks only once every one was drawn: nothing half-applied.
+    for layer in layers:
+        layer.set_mask(masks[layer.path])
+        layer.sparsity = sparsities[layer.path]
+    return sparsities

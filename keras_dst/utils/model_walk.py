@@ -1,0 +1,58 @@
+"""Finding the sparse layers of a model, nested models included."""
+
+from keras_dst.layers.sparse_layer import SparseLayer
+
+
+def sparse_layers(model):
+    """All sparse layers of `model` in a fixed depth-first order.
+
+    `model` may be a model, a layer or a list of layers. Shared layers are
+    listed once.
+    """
+    if isinstance(model, (list, tuple)):
+        roots = list(model)
+    else:
+        roots = [model]
+    found, seen = [], set()
+    for root in roots:
+        for layer in root._flatten_layers(include_self=True, recursive=True):
+            if isinstance(layer, SparseLayer) and id(layer) not in seen:
+                seen.add(id(layer))
+                found.append(layer)
+    return found
+
+
+def layer_key(layer):
+    """The key that names a sparse layer in allocation maps: its path."""
+    return layer.path
+
+
+def resolve_layer_map(layers, mapping, arg):
+    """Maps user keys (layer names or paths) to layer paths.
+
+    A name is accepted when exactly one sparse layer has it; a path always.
+    """
+    if mapping is None:
+        return None
+    by_path = {layer.path: layer for layer in layers}
+    by_name = {}
+    for layer in layers:
+        by_name.setdefault(layer.name, []).append(layer)
+    out = {}
+    for key, value in dict(mapping).items():
+        if key in by_path:
+            out[key] = value
+        elif len(by_name.get(key, [])) == 1:
+            out[by_name[key][0].path] = value
+        elif key in by_name:
+            paths = [layer.path for layer in by_name[key]]
+            raise ValueError(
+                f"`{arg}` key {key!r} names several sparse layers: {paths}. "
+                "Use a layer path instead."
+            )
+        else:
+            raise ValueError(
+                f"`{arg}` names {key!r}, which is not a sparse layer of the "
+                f"model. Sparse layers: {sorted(by_path)}."
+            )
+    return out

@@ -1,0 +1,83 @@
+"""Shared test helpers: one TestCase for every suite, on any backend."""
+
+import os
+
+# Quiet TensorFlow's C++ logs before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+import keras_dst  # noqa: E402
+
+
+class TestCase(parameterized.TestCase):
+    """absltest TestCase with sparse-training assertions.
+
+    Every test starts from a fixed global seed and a clean Keras session.
+    """
+
+    def setUp(self):
+        super().setUp()
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1234)
+
+    @property
+    def backend(self):
+        return keras.backend.backend()
+
+    def to_numpy(self, x):
+        if hasattr(x, "value") and not hasattr(x, "shape_as_list"):
+            x = x.value
+        return np.array(keras.ops.convert_to_numpy(x))
+
+    def assertExactSparsity(self, layer, expected_active=None):
+        """Mask is 0/1, kernel is exactly 0.0 where the mask is 0."""
+        mask = layer.get_mask()
+        kernel = self.to_numpy(layer.kernel_variable)
+        self.assertEqual(mask.dtype, np.uint8)
+        self.assertTrue(np.isin(mask, (0, 1)).all(), "mask not 0/1")
+        inactive = kernel[mask == 0]
+        self.assertTrue(
+            np.all(inactive == 0.0),
+            f"layer {layer.name}: {np.count_nonzero(inactive)} inactive "
+            "kernel entries are not exactly 0.0",
+        )
+        if expected_active is not None:
+            self.assertEqual(int(mask.sum()), int(expected_active))
+
+    def assertModelExactSparsity(self, model, expected=None):
+        """`expected`: optional {layer path: active count}."""
+        for layer in keras_dst.sparse_layers(model):
+            want = None if expected is None else expected[layer.path]
+            self.assertExactSparsity(layer, want)
+
+    def active_counts(self, model):
+        return {
+            layer.path: int(layer.get_mask().sum())
+            for layer in keras_dst.sparse_layers(model)
+        }
+
+    def mlp(self, sizes=(16, 32, 32, 4), sparsity=None, **kwargs):
+        """A small Sequential MLP of SparseDense layers."""
+        layers = [keras.Input((sizes[0],))]
+        for i, units in enumerate(sizes[1:]):
+            last = i == len(sizes) - 2
+            layers.append(
+                keras_dst.layers.SparseDense(
+                    units,
+                    activation=None if last else "relu",
+                    sparsity=sparsity,
+                    **kwargs,
+                )
+            )
+        return keras.Sequential(layers)
+
+    def classification_data(self, n=256, features=16, classes=4, seed=0):
+        """A small, learnable classification problem (generated)."""
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(n, features)).astype("float32")
+        w = rng.normal(size=(features, classes)).astype("float32")
+        y = np.argmax(x @ w, axis=1).astype("int32")
+        return x, y
