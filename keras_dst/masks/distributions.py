@@ -39,9 +39,7 @@ def _scores(shapes, distribution, power_scale):
         return {name: 1.0 for name in shapes}
     if distribution == "er":
         return {name: er_densities(s) for name, s in shapes.items()}
-    return {
-        name: erk_densities(s, power_scale) for name, s in shapes.items()
-    }
+    return {name: erk_densities(s, power_scale) for name, s in shapes.items()}
 
 
 def _solve(sizes, scores, density, dense):

@@ -69,10 +69,14 @@ def initialize_masks(
             f"`mask_init` must be one of {MASK_INITS}. "
             f"Received: mask_init={mask_init!r}."
         )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int)
+    ):
         raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
     layers = require_sparse_layers(model)
-    keep = list(resolve_layer_map(layers, {k: 0 for k in keep_dense}, "keep_dense"))
+    keep = list(
+        resolve_layer_map(layers, {k: 0 for k in keep_dense}, "keep_dense")
+    )
     if keep_first_dense:
         keep.append(layers[0].path)
     if keep_last_dense:

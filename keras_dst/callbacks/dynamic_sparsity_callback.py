@@ -1,0 +1,253 @@
+"""`DynamicSparsityCallback`: sparse-to-sparse training inside `model.fit`."""
+
+import numbers
+
+import keras
+import numpy as np
+
+from keras_dst.callbacks.sparse_updater import SparseUpdater
+from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.layers.sparse_layer import validate_sparsity
+from keras_dst.masks.distributions import DISTRIBUTIONS
+from keras_dst.masks.model_masks import initialize_masks
+from keras_dst.masks.model_masks import require_sparse_layers
+from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
+
+
+def _check_fraction(value, name, low_open=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a float. Received: {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1]. Received: {name}={value}."
+        )
+    return value
+
+
+class DynamicSparsityCallback(keras.callbacks.Callback):
+    """Dynamic sparse training (prune and regrow) during `model.fit`.
+
+    Every `update_interval` optimizer steps until `update_end`, each sparse
+    layer replaces a fraction of its active connections: the smallest
+    magnitudes are pruned and as many inactive positions are grown (random,
+    gradient or momentum). Active counts stay exactly constant and inactive
+    weights are stored as exactly 0.0. See `SparseUpdater` for one update.
+
+    If every sparse layer's mask is still dense at `on_train_begin`, the
+    callback draws the initial masks from `sparsity` and `distribution`;
+    masks that are already sparse are kept as they are.
+
+    Each epoch's logs gain `itop_rate` (R_s, the in-time
+    over-parameterization rate: the fraction of kernel entries ever active)
+    and `sparsity`, so the progress bar, History, CSVLogger and TensorBoard
+    show them.
+
+    Cost: nothing runs on steps without an update (no device read, no JAX
+    state sync); the optimizer step counter is read once per epoch. Masks are
+    variables, so changing them never retraces the train step.
+
+    Args:
+        sparsity: global target sparsity in [0, 1) over the sparse layers.
+        distribution: `"erk"` (default), `"er"`, `"uniform"` or a custom
+            `{layer name: sparsity}` map.
+        prune: `"magnitude"`.
+        growth: `"random"` (SET), `"gradient"` (RigL) or `"momentum"`
+            (SNFS).
+        drop_fraction: fraction of active weights replaced at the first
+            update, in [0, 1].
+        drop_schedule: `"cosine"` (decays to `drop_fraction_end` at
+            `update_end`) or `"constant"`.
+        drop_fraction_end: final fraction of the cosine schedule.
+        update_interval: optimizer steps between updates (ΔT), int > 0.
+        update_end: last update step: a float in [0, 1] is a fraction of the
+            total steps of the `fit` call (epochs x steps per epoch), an int
+            an optimizer step. `0` disables updates (static sparse
+            training).
+        momentum: EMA factor for `"momentum"` growth.
+        seed: `None` or an int (initial masks and random growth).
+        power_scale, keep_first_dense, keep_last_dense: allocation options,
+            see `keras_dst.initialize_masks`.
+        verbose: 1 prints a sparsity summary at the start and end.
+
+    Attributes:
+        updater: the `SparseUpdater` doing the work.
+        itop_rate, itop_rate_per_layer, sparsity: see `SparseUpdater`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10,
+              callbacks=[keras_dst.DynamicSparsityCallback(
+                  0.9, growth="gradient", update_interval=100)])
+    ```
+
+    Reference:
+        - [Mocanu et al., 2018](https://arxiv.org/abs/1707.04780) (SET)
+        - [Evci et al., 2020](https://arxiv.org/abs/1911.11134) (RigL)
+        - [Liu et al., 2021](https://arxiv.org/abs/2102.02887) (ITOP)
+    """
+
+    def __init__(
+        self,
+        sparsity,
+        distribution="erk",
+        prune="magnitude",
+        growth="random",
+        drop_fraction=0.3,
+        drop_schedule="cosine",
+        drop_fraction_end=0.0,
+        update_interval=100,
+        update_end=1.0,
+        momentum=0.9,
+        seed=None,
+        power_scale=1.0,
+        keep_first_dense=False,
+        keep_last_dense=False,
+        verbose=0,
+    ):
+        super().__init__()
+        sparsity = validate_sparsity(sparsity)
+        if sparsity is None:
+            raise ValueError(
+                "`sparsity` must be a float in [0, 1). Received: None."
+            )
+        if not isinstance(distribution, dict):
+            check_choice(distribution, DISTRIBUTIONS, "distribution")
+        check_choice(drop_schedule, DROP_SCHEDULES, "drop_schedule")
+        drop_fraction = _check_fraction(drop_fraction, "drop_fraction")
+        drop_fraction_end = _check_fraction(
+            drop_fraction_end, "drop_fraction_end"
+        )
+        if (
+            isinstance(update_interval, bool)
+            or not isinstance(update_interval, numbers.Integral)
+            or update_interval <= 0
+        ):
+            raise ValueError(
+                "`update_interval` must be an int > 0 (optimizer steps "
+                f"between updates). Received: update_interval={update_interval!r}."
+            )
+        if isinstance(update_end, bool) or not isinstance(
+            update_end, numbers.Real
+        ):
+            raise TypeError(
+                "`update_end` must be a float in [0, 1] (fraction of "
+                "training) or an int >= 0 (optimizer step). "
+                f"Received: update_end={update_end!r}."
+            )
+        if isinstance(update_end, numbers.Integral):
+            if update_end < 0:
+                raise ValueError(
+                    "`update_end` as an int step must be >= 0. "
+                    f"Received: update_end={update_end}."
+                )
+        else:
+            _check_fraction(update_end, "update_end")
+        self.sparsity_target = sparsity
+        self.distribution = distribution
+        self.drop_fraction = drop_fraction
+        self.drop_schedule = drop_schedule
+        self.drop_fraction_end = drop_fraction_end
+        self.update_interval = int(update_interval)
+        self.update_end = update_end
+        self.power_scale = power_scale
+        self.keep_first_dense = keep_first_dense
+        self.keep_last_dense = keep_last_dense
+        self.verbose = verbose
+        self.updater = SparseUpdater(
+            prune=prune, growth=growth, momentum=momentum, seed=seed
+        )
+        self.seed = self.updater.seed
+        self._end_step = None
+        self._epoch_step = 0
+        self._next_update = self.update_interval
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def itop_rate(self):
+        """R_s over all sparse layers."""
+        return self.updater.itop_rate
+
+    @property
+    def itop_rate_per_layer(self):
+        """R_s per sparse layer (dict layer path -> rate)."""
+        return self.updater.itop_rate_per_layer
+
+    @property
+    def sparsity(self):
+        """Current global sparsity over the sparse layers."""
+        return self.updater.sparsity
+
+    def drop_fraction_at(self, step):
+        """The drop fraction the schedule gives at optimizer `step`."""
+        return DROP_SCHEDULES[self.drop_schedule](
+            step, self.drop_fraction, self._end_step, self.drop_fraction_end
+        )
+
+    # -- Keras hooks --------------------------------------------------------
+
+    def _resolve_end_step(self):
+        if isinstance(self.update_end, numbers.Integral):
+            return int(self.update_end)
+        epochs = (self.params or {}).get("epochs")
+        steps = (self.params or {}).get("steps")
+        if not epochs or not steps:
+            raise ValueError(
+                "`update_end` is a fraction of training, but `fit` does not "
+                "know its number of steps (e.g. a dataset of unknown "
+                "length). Pass `steps_per_epoch` to `fit` or give "
+                "`update_end` as an int optimizer step."
+            )
+        return int(self.update_end * epochs * steps)
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        layers = require_sparse_layers(model)
+        if all(int(layer.get_mask().min()) == 1 for layer in layers):
+            initialize_masks(
+                model,
+                self.sparsity_target,
+                self.distribution,
+                power_scale=self.power_scale,
+                keep_first_dense=self.keep_first_dense,
+                keep_last_dense=self.keep_last_dense,
+                seed=self.seed,
+            )
+        self.updater.prepare(model)
+        self._end_step = self._resolve_end_step()
+        step = int(model.optimizer.iterations.numpy())
+        interval = self.update_interval
+        self._next_update = (step // interval + 1) * interval
+        if self.verbose:
+            from keras_dst.report.summary import summary
+
+            summary(model)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # The state is synced at epoch boundaries: this read is free on JAX.
+        self._epoch_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch_step + batch
+        if step < self._next_update:
+            return  # pure Python: no device access on ordinary steps
+        interval = self.update_interval
+        self._next_update = (step // interval + 1) * interval
+        if step >= self._end_step:
+            return
+        self.updater.update(self.model, step, self.drop_fraction_at(step))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["itop_rate"] = self.itop_rate
+            logs["sparsity"] = self.sparsity
+
+    def on_train_end(self, logs=None):
+        if self.verbose:
+            print(
+                f"keras_dst: sparsity {self.sparsity:.4f}, "
+                f"R_s (in-time over-parameterization) {self.itop_rate:.4f}, "
+                f"{len(self.updater.history)} updates."
+            )

@@ -1,0 +1,5 @@
+"""Schedules: how many connections each update replaces."""
+
+from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
+from keras_dst.schedules.drop_fraction import constant_drop_fraction
+from keras_dst.schedules.drop_fraction import cosine_drop_fraction
