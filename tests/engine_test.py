@@ -1,0 +1,476 @@
+"""DST engine tests: DynamicSparsityCallback, presets and SparseUpdater."""
+
+import warnings
+
+import keras
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import keras_dst
+from keras_dst.callbacks.optimizer_slots import slot_variables
+from tests.test_case import TestCase
+
+OPTIMIZERS = {
+    "sgd": lambda: keras.optimizers.SGD(0.05),
+    "momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: keras.optimizers.Adam(0.01),
+    "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.01),
+    "rmsprop": lambda: keras.optimizers.RMSprop(0.01),
+}
+
+
+class StepChecker(keras.callbacks.Callback):
+    """Checks exact sparsity after every training step (test only)."""
+
+    def __init__(self, test, counts):
+        super().__init__()
+        self.test, self.counts, self.steps = test, counts, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.test.assertModelExactSparsity(self.model, self.counts)
+        self.steps += 1
+
+
+class MaskRecorder(keras.callbacks.Callback):
+    """Records every mask seen at the start of each step (test only)."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.masks.append(
+            [
+                layer.get_mask().copy()
+                for layer in keras_dst.sparse_layers(self.model)
+            ]
+        )
+
+
+class Forbidden:
+    """Stands in for the model: any access is a test failure."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"callback touched the model ('{name}')")
+
+
+def compile_model(model, optimizer=None, **kwargs):
+    model.compile(
+        optimizer or keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **kwargs,
+    )
+    return model
+
+
+class EngineTest(TestCase):
+    def fit(self, callback, epochs=2, batch_size=32, model=None, **kw):
+        x, y = self.classification_data()
+        model = model or compile_model(self.mlp())
+        history = model.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=0,
+            callbacks=[callback, *kw.pop("extra", [])],
+            **kw,
+        )
+        return model, history
+
+    @parameterized.named_parameters([(name, name) for name in OPTIMIZERS])
+    def test_exact_sparsity_every_step(self, optimizer):
+        model = compile_model(self.mlp(), OPTIMIZERS[optimizer]())
+        callback = keras_dst.SET(0.8, update_interval=3, update_end=1.0, seed=0)
+        x, y = self.classification_data()
+        # Draw masks first so the checker knows the counts.
+        model.fit(
+            x[:32],
+            y[:32],
+            batch_size=32,
+            epochs=1,
+            verbose=0,
+            callbacks=[callback],
+        )
+        counts = self.active_counts(model)
+        checker = StepChecker(self, counts)
+        model.fit(
+            x,
+            y,
+            batch_size=32,
+            epochs=2,
+            verbose=0,
+            callbacks=[callback, checker],
+        )
+        self.assertEqual(checker.steps, 16)
+        self.assertGreaterEqual(len(callback.updater.history), 5)
+        self.assertModelExactSparsity(model, counts)
+        # The optimizer slots are zero wherever the mask is zero.
+        for layer in keras_dst.sparse_layers(model):
+            mask = layer.get_mask()
+            for slot in slot_variables(model.optimizer, layer.kernel_variable):
+                self.assertTrue(np.all(self.to_numpy(slot)[mask == 0] == 0))
+
+    def test_initial_allocation_is_erk(self):
+        model, _ = self.fit(keras_dst.Static(0.9, seed=1), epochs=1)
+        report = keras_dst.sparsity_report(model)
+        sizes = {r["path"]: r["shape"] for r in report["layers"]}
+        expected = keras_dst.masks.allocate(sizes, 0.9, "erk")
+        for row in report["layers"]:
+            self.assertEqual(
+                row["active"],
+                keras_dst.masks.active_count(
+                    row["size"], expected[row["path"]]
+                ),
+            )
+        self.assertAlmostEqual(report["total"]["sparsity"], 0.9, delta=0.01)
+
+    def test_existing_sparse_masks_are_kept(self):
+        model = compile_model(self.mlp(sparsity=0.5, mask_seed=3))
+        before = [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
+        self.fit(keras_dst.Static(0.9), epochs=1, model=model)
+        after = [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
+        for a, b in zip(before, after):
+            np.testing.assert_array_equal(a, b)
+
+    def test_static_never_changes_masks(self):
+        callback = keras_dst.Static(0.8, seed=0)
+        recorder = MaskRecorder()
+        self.fit(callback, extra=[recorder])
+        self.assertEqual(callback.updater.history, [])
+        for masks in recorder.masks[1:]:
+            for a, b in zip(masks, recorder.masks[0]):
+                np.testing.assert_array_equal(a, b)
+        self.assertAlmostEqual(callback.itop_rate, 1 - callback.sparsity)
+
+    def test_update_schedule_counts_optimizer_steps(self):
+        # 256 samples / 32 = 8 steps per epoch, 3 epochs = 24 steps.
+        for spe in (1, 3):
+            callback = keras_dst.SET(
+                0.8, update_interval=5, update_end=1.0, seed=0
+            )
+            model = compile_model(self.mlp(), steps_per_execution=spe)
+            self.fit(callback, epochs=3, model=model)
+            steps = [h["step"] for h in callback.updater.history]
+            if spe == 1:
+                self.assertEqual(steps, [5, 10, 15, 20])
+            else:
+                # Callbacks fire at the start of each 3-step chunk: optimizer
+                # steps 0, 3, 6 | 8, 11, 14 | 16, 19, 22 (8 steps/epoch).
+                # Each update happens at the first boundary at or after a
+                # multiple of 5, once per multiple.
+                self.assertEqual(steps, [6, 11, 16, 22])
+
+    def test_update_end_and_cosine_schedule(self):
+        callback = keras_dst.RigL(
+            0.8, update_interval=4, update_end=0.5, drop_fraction=0.4, seed=0
+        )
+        self.fit(callback, epochs=4)  # 32 steps, updates until step 16
+        history = callback.updater.history
+        self.assertEqual([h["step"] for h in history], [4, 8, 12])
+        for h in history:
+            expected = 0.4 * 0.5 * (1 + np.cos(np.pi * h["step"] / 16))
+            self.assertAlmostEqual(h["drop_fraction"], expected, places=6)
+        # k = floor(fraction * active) per layer.
+        counts = callback.updater.active_counts
+        for h in history:
+            for layer_k, n in zip(h["k"].values(), counts):
+                self.assertEqual(layer_k, int(np.floor(h["drop_fraction"] * n)))
+
+    def test_itop_rate_matches_recorded_masks(self):
+        callback = keras_dst.SET(
+            0.8, update_interval=2, update_end=1.0, drop_fraction=0.5, seed=0
+        )
+        recorder = MaskRecorder()
+        model, history = self.fit(callback, epochs=2, extra=[recorder])
+        layers = keras_dst.sparse_layers(model)
+        final = [layer.get_mask() for layer in layers]
+        union = [np.zeros_like(m, dtype=bool) for m in final]
+        for masks in recorder.masks + [final]:
+            union = [u | (m == 1) for u, m in zip(union, masks)]
+        total = sum(u.sum() for u in union) / sum(u.size for u in union)
+        self.assertAlmostEqual(callback.itop_rate, total, places=12)
+        for layer, u in zip(layers, union):
+            self.assertAlmostEqual(
+                callback.itop_rate_per_layer[layer.path], u.mean(), places=12
+            )
+        self.assertGreater(total, 1 - callback.sparsity + 0.05)
+        self.assertAlmostEqual(history.history["itop_rate"][-1], total)
+        self.assertEqual(len(history.history["sparsity"]), 2)
+        self.assertAlmostEqual(
+            history.history["sparsity"][-1],
+            keras_dst.sparsity_report(model)["total"]["sparsity"],
+        )
+
+    def test_same_seed_same_masks(self):
+        results = []
+        for _ in range(2):
+            keras.utils.set_random_seed(7)
+            model, _ = self.fit(
+                keras_dst.SET(0.8, update_interval=3, seed=11), epochs=1
+            )
+            results.append(
+                [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
+            )
+        for a, b in zip(*results):
+            np.testing.assert_array_equal(a, b)
+
+    def test_no_model_access_on_steps_without_update(self):
+        callback = keras_dst.SET(0.8, update_interval=10, seed=0)
+        model = compile_model(self.mlp())
+        x, y = self.classification_data()
+        model.fit(x[:32], y[:32], epochs=1, verbose=0)
+        callback.set_model(model)
+        callback.set_params({"epochs": 1, "steps": 100, "verbose": 0})
+        callback.on_train_begin()
+        callback.on_epoch_begin(0)
+        start = int(self.to_numpy(model.optimizer.iterations))  # 1
+        callback._model = Forbidden()
+        for batch in range(0, 10 - start):
+            callback.on_train_batch_begin(batch)  # must not touch the model
+        with self.assertRaisesRegex(AssertionError, "touched the model"):
+            callback.on_train_batch_begin(10 - start)  # the update does
+
+    def test_mask_changes_do_not_retrace(self):
+        traces = []
+
+        class Counting(keras.layers.Layer):
+            def call(self, x):
+                traces.append(1)  # runs only when the step is traced
+                return x
+
+        def model():
+            return compile_model(
+                keras.Sequential(
+                    [keras.Input((16,)), Counting(), *self.mlp().layers]
+                )
+            )
+
+        self.fit(keras_dst.Static(0.8), epochs=3, model=model())
+        static = len(traces)
+        traces.clear()
+        callback = keras_dst.SET(0.8, update_interval=2, update_end=1.0)
+        self.fit(callback, epochs=3, model=model())
+        self.assertGreaterEqual(len(callback.updater.history), 10)
+        self.assertEqual(len(traces), static)
+
+    def test_no_sparse_layers_error(self):
+        model = compile_model(
+            keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])
+        )
+        with self.assertRaisesRegex(ValueError, "no sparse layers"):
+            self.fit(keras_dst.SET(0.9), model=model)
+
+    def test_gradient_growth_needs_probe(self):
+        model = compile_model(self.mlp(dense_gradient=False))
+        with self.assertRaisesRegex(ValueError, "dense_gradient=True"):
+            self.fit(keras_dst.RigL(0.9), model=model)
+
+    @parameterized.named_parameters(
+        ("sparsity_high", dict(sparsity=1.0), "sparsity"),
+        ("sparsity_low", dict(sparsity=-0.1), "sparsity"),
+        ("sparsity_none", dict(sparsity=None), "sparsity"),
+        (
+            "interval_zero",
+            dict(sparsity=0.9, update_interval=0),
+            "update_interval",
+        ),
+        (
+            "interval_neg",
+            dict(sparsity=0.9, update_interval=-5),
+            "update_interval",
+        ),
+        (
+            "interval_float",
+            dict(sparsity=0.9, update_interval=2.5),
+            "update_interval",
+        ),
+        ("drop_high", dict(sparsity=0.9, drop_fraction=1.5), "drop_fraction"),
+        ("drop_low", dict(sparsity=0.9, drop_fraction=-0.1), "drop_fraction"),
+        ("growth", dict(sparsity=0.9, growth="magic"), "growth"),
+        ("prune", dict(sparsity=0.9, prune="random"), "prune"),
+        (
+            "schedule",
+            dict(sparsity=0.9, drop_schedule="linear"),
+            "drop_schedule",
+        ),
+        (
+            "distribution",
+            dict(sparsity=0.9, distribution="xyz"),
+            "distribution",
+        ),
+        ("update_end", dict(sparsity=0.9, update_end=1.5), "update_end"),
+        ("update_end_neg", dict(sparsity=0.9, update_end=-3), "update_end"),
+        ("seed", dict(sparsity=0.9, seed="a"), "seed"),
+        ("momentum", dict(sparsity=0.9, momentum=1.0), "momentum"),
+    )
+    def test_bad_arguments(self, kwargs, name):
+        with self.assertRaisesRegex((ValueError, TypeError), name):
+            keras_dst.DynamicSparsityCallback(**kwargs)
+
+
+class UpdaterTest(TestCase):
+    """One update, checked entry by entry against numpy."""
+
+    def prepared(self, growth, sparsity=0.5):
+        model = compile_model(
+            self.mlp((6, 8, 3), sparsity=sparsity, mask_seed=0)
+        )
+        x, y = self.classification_data(features=6, classes=3)
+        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+        updater = keras_dst.SparseUpdater(growth=growth, seed=0)
+        updater.prepare(model)
+        return model, updater, (x, y)
+
+    def test_prune_smallest_magnitudes_grow_random(self):
+        model, updater, _ = self.prepared("random")
+        layers = keras_dst.sparse_layers(model)
+        before = [
+            (
+                layer.get_mask().reshape(-1),
+                self.to_numpy(layer.kernel_variable).reshape(-1),
+            )
+            for layer in layers
+        ]
+        self.assertTrue(updater.update(model, step=7, drop_fraction=0.25))
+        for layer, (mask, kernel) in zip(layers, before):
+            new = layer.get_mask().reshape(-1).astype(bool)
+            kernel_new = self.to_numpy(layer.kernel_variable).reshape(-1)
+            k = int(np.floor(0.25 * mask.sum()))
+            self.assertGreater(k, 0)
+            active = np.flatnonzero(mask)
+            order = np.argsort(np.abs(kernel[active]), kind="stable")
+            pruned = active[order[:k]]  # the k smallest |w| (no ties here)
+            kept = np.setdiff1d(active, pruned)
+            # Survivors stay active with their weights unchanged.
+            self.assertTrue(new[kept].all())
+            np.testing.assert_array_equal(kernel_new[kept], kernel[kept])
+            # Exactly k grown (just-pruned ones eligible), all at 0.0.
+            grown = np.setdiff1d(np.flatnonzero(new), kept)
+            self.assertEqual(grown.size, k)
+            self.assertEqual(new.sum(), mask.sum())
+            self.assertTrue(np.all(kernel_new[grown] == 0.0))
+            self.assertTrue(np.all(kernel_new[~new] == 0.0))
+
+    def test_gradient_growth_uses_the_dense_gradient(self):
+        model, updater, (x, y) = self.prepared("gradient", sparsity=0.7)
+        layers = keras_dst.sparse_layers(model)
+        # An independent dense gradient: a plain Keras twin holding the
+        # masked kernels, differentiated with the backend's autodiff.
+        plain = keras_dst.strip(model)
+        grads = dense_gradient(plain, x, y)
+        before = [
+            (l.get_mask(), self.to_numpy(l.kernel_variable)) for l in layers
+        ]
+        # The probes were filled by the last fit step on the same batch
+        # (before weights moved): use a zero learning rate step to refill.
+        model.optimizer.learning_rate.assign(0.0)
+        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+        for layer, g in zip(layers, grads):
+            np.testing.assert_allclose(
+                self.to_numpy(layer.kernel_gradient), g, rtol=1e-4, atol=1e-6
+            )
+        self.assertTrue(updater.update(model, step=1, drop_fraction=0.3))
+        for layer, g, (mask, kernel) in zip(layers, grads, before):
+            new = layer.get_mask().reshape(-1)
+            mask, kernel = mask.reshape(-1), kernel.reshape(-1)
+            g = np.abs(g.reshape(-1))
+            k = int(np.floor(0.3 * mask.sum()))
+            active = np.flatnonzero(mask)
+            order = np.argsort(np.abs(kernel[active]), kind="stable")
+            pruned = mask.astype(bool).copy()
+            pruned[active[order[:k]]] = False
+            inactive = np.flatnonzero(~pruned)
+            expected_grown = set(inactive[np.argsort(-g[inactive])[:k]])
+            grown = set(np.flatnonzero(new.astype(bool) & ~pruned))
+            self.assertEqual(new.sum(), mask.sum())
+            self.assertEqual(grown, expected_grown)
+
+    def test_growth_never_picks_active_positions(self):
+        # All-zero gradients (dead units): still exactly k grown, all among
+        # the inactive positions; density does not drop.
+        model, updater, _ = self.prepared("gradient", sparsity=0.5)
+        for layer in keras_dst.sparse_layers(model):
+            layer.kernel_gradient.assign(
+                np.zeros(layer.kernel_gradient.shape, "float32")
+            )
+        counts = self.active_counts(model)
+        self.assertTrue(updater.update(model, step=1, drop_fraction=0.5))
+        self.assertEqual(self.active_counts(model), counts)
+        self.assertModelExactSparsity(model, counts)
+
+    def test_failed_update_changes_nothing(self):
+        model, updater, _ = self.prepared("gradient")
+        layers = keras_dst.sparse_layers(model)
+        bad = np.zeros(layers[-1].kernel_gradient.shape, "float32")
+        bad[0, 0] = np.nan
+        layers[-1].kernel_gradient.assign(bad)
+        before = [
+            (l.get_mask(), self.to_numpy(l.kernel_variable)) for l in layers
+        ]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.assertFalse(updater.update(model, step=1, drop_fraction=0.5))
+        self.assertTrue(any("skipped" in str(w.message) for w in caught))
+        for layer, (mask, kernel) in zip(layers, before):
+            np.testing.assert_array_equal(layer.get_mask(), mask)
+            np.testing.assert_array_equal(
+                self.to_numpy(layer.kernel_variable), kernel
+            )
+        self.assertEqual(updater.history, [])
+
+    def test_update_before_prepare(self):
+        updater = keras_dst.SparseUpdater()
+        with self.assertRaisesRegex(RuntimeError, "prepare"):
+            updater.update(None, 1, 0.3)
+
+    def test_snfs_probe_holds_gradient_momentum(self):
+        model, updater, (x, y) = self.prepared("momentum")
+        layer = keras_dst.sparse_layers(model)[0]
+        self.assertAlmostEqual(
+            float(self.to_numpy(layer.kernel_gradient_momentum)), 0.9
+        )
+        model.optimizer.learning_rate.assign(0.0)
+        g = dense_gradient(keras_dst.strip(model), x, y)[0]
+        start = self.to_numpy(layer.kernel_gradient)
+        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
+        np.testing.assert_allclose(
+            self.to_numpy(layer.kernel_gradient),
+            0.9 * start + 0.1 * g,
+            rtol=1e-4,
+            atol=1e-6,
+        )
+
+
+def dense_gradient(model, x, y):
+    """dL/dkernel of a plain Keras model, per Dense layer (independent)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    kernels = [l.kernel for l in model.layers if hasattr(l, "kernel")]
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        index = [
+            [id(v) for v in model.trainable_variables].index(id(k))
+            for k in kernels
+        ]
+
+        def loss(tv):
+            out, _ = model.stateless_call(tv, non_trainable, x)
+            return loss_fn(y, out)
+
+        grads = jax.grad(loss)(trainable)
+        return [np.asarray(grads[i]) for i in index]
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x))
+    return [g.numpy() for g in tape.gradient(loss, kernels)]
+
+
+if __name__ == "__main__":
+    absltest.main()
