@@ -126,7 +126,8 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         ):
             raise ValueError(
                 "`update_interval` must be an int > 0 (optimizer steps "
-                f"between updates). Received: update_interval={update_interval!r}."
+                "between updates). Received: "
+                f"update_interval={update_interval!r}."
             )
         if isinstance(update_end, bool) or not isinstance(
             update_end, numbers.Real

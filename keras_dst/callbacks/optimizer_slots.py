@@ -45,8 +45,6 @@ def slot_variables(optimizer, variable):
             # Entries are None for variables without slots (e.g. Keras
             # skips `overwrite_with_gradient` variables).
             slot = value[index]
-            if slot is not None and tuple(slot.shape) == tuple(
-                variable.shape
-            ):
+            if slot is not None and tuple(slot.shape) == tuple(variable.shape):
                 slots.append(slot)
     return slots

@@ -117,7 +117,7 @@ class SparseUpdater:
         """
         layers = require_sparse_layers(model)
         if self.growth in ("gradient", "momentum"):
-            missing = [l.name for l in layers if l.kernel_gradient is None]
+            missing = [x.name for x in layers if x.kernel_gradient is None]
             if missing:
                 raise ValueError(
                     f"`growth={self.growth!r}` needs the dense gradient, but "

@@ -10,9 +10,9 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 class SparseConv2D(SparseLayer, keras.layers.Conv2D):
     """A `keras.layers.Conv2D` whose kernel is multiplied by a 0/1 mask.
 
-    A drop-in replacement: it takes every argument of `keras.layers.Conv2D`, plus the
-    three below, and computes exactly what the parent computes with the
-    masked kernel `kernel * kernel_mask`. The mask is a non-trainable
+    A drop-in replacement: it takes every argument of `keras.layers.Conv2D`,
+    plus the three below, and computes exactly what the parent computes with
+    the masked kernel `kernel * kernel_mask`. The mask is a non-trainable
     `uint8` variable named `kernel_mask`, saved with the model; inactive
     entries of the raw kernel are stored as exact zeros.
 

@@ -1,4 +1,4 @@
-"""`SparseConv2DTranspose`: `keras.layers.Conv2DTranspose` with a mask on its kernel."""
+"""`SparseConv2DTranspose`: `Conv2DTranspose` with a masked kernel."""
 
 import keras
 
@@ -8,13 +8,14 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 
 @keras.saving.register_keras_serializable(package="keras_dst")
 class SparseConv2DTranspose(SparseLayer, keras.layers.Conv2DTranspose):
-    """A `keras.layers.Conv2DTranspose` whose kernel is multiplied by a 0/1 mask.
+    """A `keras.layers.Conv2DTranspose` with a 0/1 mask on its kernel.
 
-    A drop-in replacement: it takes every argument of `keras.layers.Conv2DTranspose`, plus the
-    three below, and computes exactly what the parent computes with the
-    masked kernel `kernel * kernel_mask`. The mask is a non-trainable
-    `uint8` variable named `kernel_mask`, saved with the model; inactive
-    entries of the raw kernel are stored as exact zeros.
+    A drop-in replacement: it takes every argument of
+    `keras.layers.Conv2DTranspose`, plus the three below, and computes
+    exactly what the parent computes with the masked kernel `kernel *
+    kernel_mask`. The mask is a non-trainable `uint8` variable named
+    `kernel_mask`, saved with the model; inactive entries of the raw kernel
+    are stored as exact zeros.
 
     Args:
         sparsity: `None` (default: the mask starts all ones, i.e. dense) or

@@ -1,4 +1,4 @@
-"""`SparseDepthwiseConv2D`: `keras.layers.DepthwiseConv2D` with a mask on its kernel."""
+"""`SparseDepthwiseConv2D`: `DepthwiseConv2D` with a masked kernel."""
 
 import keras
 
@@ -8,13 +8,14 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 
 @keras.saving.register_keras_serializable(package="keras_dst")
 class SparseDepthwiseConv2D(SparseLayer, keras.layers.DepthwiseConv2D):
-    """A `keras.layers.DepthwiseConv2D` whose kernel is multiplied by a 0/1 mask.
+    """A `keras.layers.DepthwiseConv2D` with a 0/1 mask on its kernel.
 
-    A drop-in replacement: it takes every argument of `keras.layers.DepthwiseConv2D`, plus the
-    three below, and computes exactly what the parent computes with the
-    masked kernel `kernel * kernel_mask`. The mask is a non-trainable
-    `uint8` variable named `kernel_mask`, saved with the model; inactive
-    entries of the raw kernel are stored as exact zeros.
+    A drop-in replacement: it takes every argument of
+    `keras.layers.DepthwiseConv2D`, plus the three below, and computes
+    exactly what the parent computes with the masked kernel `kernel *
+    kernel_mask`. The mask is a non-trainable `uint8` variable named
+    `kernel_mask`, saved with the model; inactive entries of the raw kernel
+    are stored as exact zeros.
 
     Args:
         sparsity: `None` (default: the mask starts all ones, i.e. dense) or
@@ -33,7 +34,8 @@ class SparseDepthwiseConv2D(SparseLayer, keras.layers.DepthwiseConv2D):
     Example:
 
     ```python
-    layer = keras_dst.layers.SparseDepthwiseConv2D(3, depth_multiplier=2, sparsity=0.5)
+    layer = keras_dst.layers.SparseDepthwiseConv2D(
+        3, depth_multiplier=2, sparsity=0.5)
     x = keras.ops.ones((2, 10, 10, 4))
     y = layer(x)
     print(layer.kernel_mask.shape, keras_dst.sparsity_report(layer))

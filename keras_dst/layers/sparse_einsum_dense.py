@@ -10,11 +10,12 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     """A `keras.layers.EinsumDense` whose kernel is multiplied by a 0/1 mask.
 
-    A drop-in replacement: it takes every argument of `keras.layers.EinsumDense`, plus the
-    three below, and computes exactly what the parent computes with the
-    masked kernel `kernel * kernel_mask`. The mask is a non-trainable
-    `uint8` variable named `kernel_mask`, saved with the model; inactive
-    entries of the raw kernel are stored as exact zeros.
+    A drop-in replacement: it takes every argument of
+    `keras.layers.EinsumDense`, plus the three below, and computes exactly
+    what the parent computes with the masked kernel `kernel * kernel_mask`.
+    The mask is a non-trainable `uint8` variable named `kernel_mask`, saved
+    with the model; inactive entries of the raw kernel are stored as exact
+    zeros.
 
     Args:
         sparsity: `None` (default: the mask starts all ones, i.e. dense) or
@@ -33,7 +34,8 @@ class SparseEinsumDense(SparseLayer, keras.layers.EinsumDense):
     Example:
 
     ```python
-    layer = keras_dst.layers.SparseEinsumDense("ab,bc->ac", output_shape=64, sparsity=0.9)
+    layer = keras_dst.layers.SparseEinsumDense(
+        "ab,bc->ac", output_shape=64, sparsity=0.9)
     x = keras.ops.ones((2, 16))
     y = layer(x)
     print(layer.kernel_mask.shape, keras_dst.sparsity_report(layer))

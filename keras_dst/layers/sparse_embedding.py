@@ -1,4 +1,4 @@
-"""`SparseEmbedding`: `keras.layers.Embedding` with a mask on its embedding table."""
+"""`SparseEmbedding`: `keras.layers.Embedding` with a masked table."""
 
 import keras
 
@@ -8,13 +8,14 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 
 @keras.saving.register_keras_serializable(package="keras_dst")
 class SparseEmbedding(SparseLayer, keras.layers.Embedding):
-    """A `keras.layers.Embedding` whose embedding table is multiplied by a 0/1 mask.
+    """A `keras.layers.Embedding` whose table is multiplied by a 0/1 mask.
 
-    A drop-in replacement: it takes every argument of `keras.layers.Embedding`, plus the
-    three below, and computes exactly what the parent computes with the
-    masked embedding table `embeddings * kernel_mask`. The mask is a non-trainable
-    `uint8` variable named `kernel_mask`, saved with the model; inactive
-    entries of the raw embedding table are stored as exact zeros.
+    A drop-in replacement: it takes every argument of
+    `keras.layers.Embedding`, plus the three below, and computes exactly
+    what the parent computes with the masked table `embeddings *
+    kernel_mask`. The mask is a non-trainable `uint8` variable named
+    `kernel_mask`, saved with the model; inactive entries of the raw
+    embedding table are stored as exact zeros.
 
     Args:
         sparsity: `None` (default: the mask starts all ones, i.e. dense) or
@@ -26,8 +27,8 @@ class SparseEmbedding(SparseLayer, keras.layers.Embedding):
         dense_gradient: bool (default True). Keep a `kernel_gradient`
             probe holding the dense gradient `dL/d(embeddings * mask)` of the
             last training step, used by gradient-based growth (RigL, SNFS).
-            Set False to save one embedding table-sized variable when only random
-            growth (SET) or static masks are used.
+            Set False to save one table-sized variable when only
+            random growth (SET) or static masks are used.
         **kwargs: every argument of `keras.layers.Embedding`.
 
     Example:

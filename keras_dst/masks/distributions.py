@@ -142,7 +142,8 @@ def allocate(
     if distribution not in DISTRIBUTIONS:
         raise ValueError(
             f"`distribution` must be one of {DISTRIBUTIONS} or a dict "
-            f"{{layer_name: sparsity}}. Received: distribution={distribution!r}."
+            "{layer_name: sparsity}. "
+            f"Received: distribution={distribution!r}."
         )
     sparsity = validate_sparsity(sparsity)
     if sparsity is None:
