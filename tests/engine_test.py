@@ -362,7 +362,7 @@ class UpdaterTest(TestCase):
         plain = keras_dst.strip(model)
         grads = dense_gradient(plain, x, y)
         before = [
-            (l.get_mask(), self.to_numpy(l.kernel_variable)) for l in layers
+            (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
         ]
         # The probes were filled by the last fit step on the same batch
         # (before weights moved): use a zero learning rate step to refill.
@@ -408,7 +408,7 @@ class UpdaterTest(TestCase):
         bad[0, 0] = np.nan
         layers[-1].kernel_gradient.assign(bad)
         before = [
-            (l.get_mask(), self.to_numpy(l.kernel_variable)) for l in layers
+            (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
         ]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -447,7 +447,7 @@ class UpdaterTest(TestCase):
 def dense_gradient(model, x, y):
     """dL/dkernel of a plain Keras model, per Dense layer (independent)."""
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    kernels = [l.kernel for l in model.layers if hasattr(l, "kernel")]
+    kernels = [x.kernel for x in model.layers if hasattr(x, "kernel")]
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
