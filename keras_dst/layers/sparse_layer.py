@@ -47,27 +47,35 @@ def validate_sparsity(sparsity, name="sparsity"):
     return sparsity
 
 
-def _masked_kernel(kernel, mask, probe, momentum):
-    """Returns ``kernel * mask``; the probe gets the dense gradient."""
+def _read(variable):
+    """The current value as a tensor (TF would otherwise pass the variable,
+    which `tf.custom_gradient` rejects in eager mode)."""
+    value = ops.convert_to_tensor(variable)
+    if keras.backend.backend() == "tensorflow":
+        value = ops.copy(value)  # tf.identity: a read, not a data copy
+    return value
+
+
+def _with_gradient_probe(masked, probe, momentum):
+    """Identity on `masked`; the probe's gradient is dL/d(masked).
+
+    Keras overwrites `overwrite_with_gradient` variables with their
+    gradient, so after each step the probe holds
+    `momentum * probe + (1 - momentum) * dL/d(kernel * mask)`.
+    """
 
     @ops.custom_gradient
-    def masked(kernel, mask, probe, momentum):
+    def probed(masked, probe, momentum):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
             dense = ops.cast(upstream, probe.dtype)
-            # probe := momentum * probe + (1 - momentum) * dL/d(kernel*mask)
             probe_grad = momentum * probe + (1.0 - momentum) * dense
-            return (
-                ops.multiply(upstream, mask),
-                ops.zeros_like(mask),
-                probe_grad,
-                ops.zeros_like(momentum),
-            )
+            return upstream, probe_grad, ops.zeros_like(momentum)
 
-        return ops.multiply(kernel, mask), grad
+        return masked, grad
 
-    return masked(kernel, mask, probe, momentum)
+    return probed(masked, probe, momentum)
 
 
 def masked_weight_property(parent_cls, name):
@@ -95,11 +103,12 @@ def masked_weight_property(parent_cls, name):
         probe = self.__dict__.get("kernel_gradient")
         if probe is None:
             return ops.multiply(value, mask)
-        probe_value = ops.convert_to_tensor(probe)
+        probe_value = _read(probe)
         momentum = ops.cast(
-            self.kernel_gradient_momentum.value, probe_value.dtype
+            _read(self.kernel_gradient_momentum), probe_value.dtype
         )
-        return _masked_kernel(value, mask, probe_value, momentum)
+        masked = ops.multiply(value, mask)
+        return _with_gradient_probe(masked, probe_value, momentum)
 
     def fset(self, value):
         # Layer.__setattr__ already tracked `value`; only store it.
