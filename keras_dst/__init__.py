@@ -2,6 +2,7 @@
 
 from keras_dst import layers
 from keras_dst import masks
+from keras_dst import schedules
 from keras_dst.callbacks import ITOP
 from keras_dst.callbacks import SET
 from keras_dst.callbacks import SNFS
@@ -9,6 +10,7 @@ from keras_dst.callbacks import DynamicSparsityCallback
 from keras_dst.callbacks import RigL
 from keras_dst.callbacks import SparseUpdater
 from keras_dst.callbacks import Static
+from keras_dst.callbacks import SupTickets
 from keras_dst.convert.sparsify import sparsify
 from keras_dst.export.strip import strip
 from keras_dst.masks.model_masks import initialize_masks

@@ -1,5 +1,6 @@
 """Schedules: how many connections each update replaces."""
 
+from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
 from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
 from keras_dst.schedules.drop_fraction import constant_drop_fraction
 from keras_dst.schedules.drop_fraction import cosine_drop_fraction

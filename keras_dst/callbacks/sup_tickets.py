@@ -1,0 +1,370 @@
+"""`SupTickets`: superpose the tickets of a cyclic phase into one network."""
+
+import numbers
+
+import keras
+import numpy as np
+
+from keras_dst.callbacks.dynamic_sparsity_callback import (
+    DynamicSparsityCallback,
+)
+from keras_dst.callbacks.optimizer_slots import slot_variables
+from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.callbacks.sparse_updater import to_numpy
+from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
+from keras_dst.superposition.averaging import AVERAGES
+from keras_dst.superposition.averaging import global_magnitude_masks
+
+RESULTS = ("superposed", "last_ticket")
+
+
+def _batchnorm_layers(model):
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+class SupTickets(keras.callbacks.Callback):
+    """Sup-tickets on top of any DST method (SET, RigL, SNFS, ITOP).
+
+    Training is split in two, within the same number of epochs:
+
+    1. The base method runs unchanged for the first epochs.
+    2. The last `cyclic_fraction` of the epochs (or `cyclic_epochs`) is
+       split into `num_tickets` cycles of equal length. In each cycle the
+       learning rate follows a triangle from `lr_low` up to `lr_high` and
+       back (`CyclicLearningRate`, evaluated inside the train step); each
+       cycle starts with one large prune-and-regrow (`reexplore_fraction`,
+       the base method's growth) and the base method's regular updates are
+       off. A ticket is taken at the end of each cycle (lowest rate).
+
+    At the end of the last cycle the tickets are superposed: a running
+    average (`"caa"`, cumulative, default; or `"cima"`, EMA 0.5) of ALL
+    weights, BatchNorm statistics included, starting from the model at the
+    end of the DST phase. The average's support (the union of the masks) is
+    pruned back to exactly the budget by global magnitude over the sparse
+    layers, masks are set to match, and BatchNorm statistics are
+    recalibrated with a pass over `recalibration_data` in training mode (no
+    weight update; each batch weighs equally). By default the model then
+    holds the superposed network.
+
+    The learning rate is taken over at `on_train_begin`: the optimizer's
+    float rate (its value at that time) or `LearningRateSchedule` is
+    wrapped in a `CyclicLearningRate`, which costs one retrace of the train
+    step per `fit` call. Callbacks that assign `optimizer.learning_rate`
+    (e.g. `ReduceLROnPlateau`) cannot be combined with it.
+
+    Args:
+        base: a `DynamicSparsityCallback` (`keras_dst.SET(...)`, `RigL`,
+            `SNFS`, `ITOP`, ...). Do not also pass it to `fit`.
+        num_tickets: number of cycles / tickets, int >= 1.
+        cyclic_fraction: fraction of the epochs in the cyclic phase, in
+            (0, 1). Ignored if `cyclic_epochs` is given.
+        cyclic_epochs: number of epochs in the cyclic phase (int >= 1).
+        lr_low, lr_high: triangle bounds, 0 < lr_low <= lr_high.
+        reexplore_fraction: drop fraction of the re-exploration at the
+            start of each cycle, in [0, 1].
+        superposition: `"caa"` or `"cima"`.
+        recalibration_data: batches of inputs for the BatchNorm
+            recalibration: a `tf.data.Dataset` or iterable of `x` or
+            `(x, y, ...)` batches, or an array of inputs (split into
+            batches of `recalibration_batch_size`). Callbacks never see
+            the training batches, so it is an argument; required only when
+            the model has BatchNormalization layers.
+        recalibration_batch_size: batch size for array data.
+        result: `"superposed"` (default) or `"last_ticket"`: what the model
+            holds after `fit`.
+
+    Attributes:
+        tickets: one dict per ticket (step, sparsity, itop_rate).
+        superposed: summary of the superposed network (sparsity, active
+            count, union density before the re-prune), after training.
+
+    Example:
+
+    ```python
+    sup = keras_dst.SupTickets(keras_dst.ITOP(0.9), num_tickets=3,
+                               cyclic_fraction=0.2)
+    model.fit(x, y, epochs=50, callbacks=[sup])
+    ```
+
+    Reference:
+        - [Yin et al., 2022](https://arxiv.org/abs/2205.15322)
+    """
+
+    def __init__(
+        self,
+        base,
+        num_tickets=3,
+        cyclic_fraction=0.2,
+        cyclic_epochs=None,
+        lr_low=0.001,
+        lr_high=0.005,
+        reexplore_fraction=0.5,
+        superposition="caa",
+        recalibration_data=None,
+        recalibration_batch_size=128,
+        result="superposed",
+    ):
+        super().__init__()
+        if not isinstance(base, DynamicSparsityCallback):
+            raise TypeError(
+                "`base` must be a keras_dst DST callback (e.g. "
+                "`keras_dst.ITOP(0.9)`). "
+                f"Received: base={type(base).__name__}."
+            )
+        if (
+            isinstance(num_tickets, bool)
+            or not isinstance(num_tickets, numbers.Integral)
+            or num_tickets < 1
+        ):
+            raise ValueError(
+                "`num_tickets` must be an int >= 1. "
+                f"Received: num_tickets={num_tickets!r}."
+            )
+        if cyclic_epochs is None:
+            if not isinstance(cyclic_fraction, numbers.Real) or not (
+                0.0 < cyclic_fraction < 1.0
+            ):
+                raise ValueError(
+                    "`cyclic_fraction` must be in (0, 1). "
+                    f"Received: cyclic_fraction={cyclic_fraction!r}."
+                )
+        elif (
+            isinstance(cyclic_epochs, bool)
+            or not isinstance(cyclic_epochs, numbers.Integral)
+            or cyclic_epochs < 1
+        ):
+            raise ValueError(
+                "`cyclic_epochs` must be None or an int >= 1. "
+                f"Received: cyclic_epochs={cyclic_epochs!r}."
+            )
+        for name, value in (("lr_low", lr_low), ("lr_high", lr_high)):
+            if not isinstance(value, numbers.Real) or not value > 0:
+                raise ValueError(
+                    f"`{name}` must be a float > 0. Received: {name}={value!r}."
+                )
+        if lr_low > lr_high:
+            raise ValueError(
+                "`lr_low` must be <= `lr_high`. "
+                f"Received: lr_low={lr_low}, lr_high={lr_high}."
+            )
+        if not isinstance(reexplore_fraction, numbers.Real) or not (
+            0.0 <= reexplore_fraction <= 1.0
+        ):
+            raise ValueError(
+                "`reexplore_fraction` must be in [0, 1]. "
+                f"Received: reexplore_fraction={reexplore_fraction!r}."
+            )
+        check_choice(superposition, AVERAGES, "superposition")
+        check_choice(result, RESULTS, "result")
+        self.base = base
+        self.num_tickets = int(num_tickets)
+        self.cyclic_fraction = cyclic_fraction
+        self.cyclic_epochs = cyclic_epochs
+        self.lr_low = float(lr_low)
+        self.lr_high = float(lr_high)
+        self.reexplore_fraction = float(reexplore_fraction)
+        self.superposition = superposition
+        self.recalibration_data = recalibration_data
+        self.recalibration_batch_size = int(recalibration_batch_size)
+        self.result = result
+        self.tickets = []
+        self.superposed = None
+
+    # -- delegation ---------------------------------------------------------
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.base.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.base.set_params(params)
+
+    @property
+    def itop_rate(self):
+        return self.base.itop_rate
+
+    @property
+    def sparsity(self):
+        return self.base.sparsity
+
+    # -- phases -------------------------------------------------------------
+
+    def _phases(self):
+        epochs = (self.params or {}).get("epochs")
+        steps = (self.params or {}).get("steps")
+        if not epochs or not steps:
+            raise ValueError(
+                "SupTickets needs the number of epochs and steps per epoch; "
+                "pass `steps_per_epoch` to `fit` for datasets of unknown "
+                "length."
+            )
+        if self.cyclic_epochs is not None:
+            cyclic = int(self.cyclic_epochs)
+        else:
+            cyclic = max(1, int(round(self.cyclic_fraction * epochs)))
+        if cyclic >= epochs:
+            raise ValueError(
+                f"The cyclic phase ({cyclic} epochs) must be shorter than "
+                f"training ({epochs} epochs): lower `cyclic_epochs` / "
+                "`cyclic_fraction` or train longer."
+            )
+        total = epochs * steps
+        cyclic_steps = cyclic * steps
+        if cyclic_steps < self.num_tickets:
+            raise ValueError(
+                f"`num_tickets`={self.num_tickets} cycles do not fit in the "
+                f"cyclic phase of {cyclic_steps} steps."
+            )
+        cycle = cyclic_steps // self.num_tickets
+        start = total - cycle * self.num_tickets
+        return start, cycle, total
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self._start, self._cycle, self._total = self._phases()
+        if _batchnorm_layers(model) and self.recalibration_data is None:
+            raise ValueError(
+                "The model has BatchNormalization layers: pass "
+                "`recalibration_data` (training inputs) so that their "
+                "statistics can be recalibrated for the superposed network."
+            )
+        self.base.on_train_begin(logs)
+        # Regular updates stop where the cyclic phase begins.
+        self.base._end_step = min(self.base._end_step, self._start)
+        optimizer = model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        base_lr = inner._learning_rate
+        if isinstance(base_lr, CyclicLearningRate):
+            base_lr = base_lr.base
+        elif isinstance(base_lr, keras.Variable):
+            base_lr = float(to_numpy(base_lr))
+        inner._learning_rate = CyclicLearningRate(
+            base_lr, self._start, self._cycle, self.lr_low, self.lr_high
+        )
+        model.make_train_function(force=True)
+        step = int(to_numpy(optimizer.iterations))
+        self._events = [
+            self._start + j * self._cycle for j in range(self.num_tickets)
+        ]
+        self._events = [s for s in self._events if s >= step]
+        self._average = None
+        self.tickets = []
+        self.superposed = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.base.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.base._epoch_step + batch
+        if self._events and step >= self._events[0]:
+            self._events.pop(0)
+            self._cycle_start(self.model, step)
+        self.base.on_train_batch_begin(batch, logs)
+
+    def _snapshot(self, model):
+        # Host copies: JAX donates buffers (see the Keras notes).
+        return [to_numpy(v) for v in model.weights]
+
+    def _add_ticket(self, model, step):
+        weights = self._snapshot(model)
+        if self._average is None:  # the model at the end of the DST phase
+            self._average = weights
+            return
+        k = len(self.tickets) + 1
+        combine = AVERAGES[self.superposition]
+        self._average = [
+            combine(a, w, k) for a, w in zip(self._average, weights)
+        ]
+        self.tickets.append(
+            {
+                "step": int(step),
+                "sparsity": self.base.sparsity,
+                "itop_rate": self.base.itop_rate,
+            }
+        )
+
+    def _cycle_start(self, model, step):
+        self._add_ticket(model, step)
+        self.base.updater.update(model, step, self.reexplore_fraction)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.base.on_epoch_end(epoch, logs)
+        step = self.base._epoch_step + self.params["steps"]
+        if epoch + 1 == self.params["epochs"] and self._average is not None:
+            model = self.model
+            self._add_ticket(model, step)  # the last ticket
+            if self.result == "superposed":
+                self._superpose(model)
+            if logs is not None:
+                logs["tickets"] = len(self.tickets)
+                if self.superposed:
+                    logs["superposed_sparsity"] = self.superposed["sparsity"]
+
+    # -- superposition ------------------------------------------------------
+
+    def _superpose(self, model):
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = self.base.updater.layers
+        budget = sum(self.base.updater.active_counts)
+        kernels = [
+            self._average[index[id(layer.kernel_variable)]] for layer in layers
+        ]
+        union = sum(int(np.count_nonzero(k)) for k in kernels)
+        masks = global_magnitude_masks(kernels, budget)
+        skip = set()
+        for layer in layers:
+            skip.add(id(layer.kernel_mask))
+            if layer.kernel_gradient is not None:
+                skip.add(id(layer.kernel_gradient))
+                skip.add(id(layer.kernel_gradient_momentum))
+        for variable, value in zip(model.weights, self._average):
+            if id(variable) not in skip:
+                variable.assign(value.astype(variable.dtype))
+        for layer, mask in zip(layers, masks):
+            layer.set_mask(mask.astype("uint8"))
+            for slot in slot_variables(model.optimizer, layer.kernel_variable):
+                slot.assign(np.where(mask, to_numpy(slot), 0.0))
+        self.base.updater.prepare(model)
+        self._recalibrate(model)
+        total = sum(m.size for m in masks)
+        self.superposed = {
+            "sparsity": 1.0 - budget / total,
+            "active": int(budget),
+            "union_density": union / total,
+            "tickets": len(self.tickets),
+        }
+
+    def _batches(self):
+        data = self.recalibration_data
+        if isinstance(data, np.ndarray):
+            size = self.recalibration_batch_size
+            for start in range(0, len(data), size):
+                yield data[start : start + size]
+            return
+        for batch in data:
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            yield batch
+
+    def _recalibrate(self, model):
+        norms = _batchnorm_layers(model)
+        if not norms:
+            return
+        momenta = [layer.momentum for layer in norms]
+        for layer in norms:
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
+        try:
+            for n, batch in enumerate(self._batches(), start=1):
+                # moving = moving * (n-1)/n + batch / n: the plain mean.
+                for layer in norms:
+                    layer.momentum = (n - 1) / n
+                model(batch, training=True)
+        finally:
+            for layer, momentum in zip(norms, momenta):
+                layer.momentum = momentum
