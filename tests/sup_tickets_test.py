@@ -1,0 +1,256 @@
+"""Sup-tickets tests: cyclic LR, ticket timing, superposition, recalibration."""
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+from absl.testing import absltest
+from absl.testing import parameterized
+
+import keras_dst
+from keras_dst.schedules import CyclicLearningRate
+from tests.test_case import TestCase
+
+# 512 samples / batch 32 = 16 steps per epoch; 6 epochs = 96 steps; the
+# last 3 epochs (48 steps) are 3 cycles of 16 steps starting at step 48.
+N, BATCH, EPOCHS = 512, 32, 6
+
+
+class WeightRecorder(keras.callbacks.Callback):
+    """Records all weights at given steps and at the end (test only).
+
+    Placed before SupTickets in the callback list, so it sees each ticket
+    before the re-exploration that follows it.
+    """
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps, self.snapshots, self.lrs = set(steps), {}, []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_step = int(self.model.optimizer.iterations.numpy())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.epoch_step + batch
+        if step in self.steps:
+            self.snapshots[step] = self.take()
+
+    def on_train_batch_end(self, batch, logs=None):
+        lr = self.model.optimizer.learning_rate
+        self.lrs.append(float(keras.ops.convert_to_numpy(lr)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.params["epochs"]:
+            self.snapshots["end"] = self.take()
+
+    def take(self):
+        return [
+            np.array(keras.ops.convert_to_numpy(v.value))
+            for v in self.model.weights
+        ]
+
+
+def mlp(batchnorm=False):
+    layers = [keras.Input((12,))]
+    if batchnorm:
+        layers.append(keras.layers.BatchNormalization(name="bn"))
+    layers += [
+        keras_dst.layers.SparseDense(32, activation="relu"),
+        keras_dst.layers.SparseDense(3),
+    ]
+    model = keras.Sequential(layers)
+    model.compile(
+        keras.optimizers.SGD(0.05, momentum=0.9),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+class SupTicketsTest(TestCase):
+    def data(self):
+        return self.classification_data(n=N, features=12, classes=3)
+
+    def run_sup(self, model=None, recorder=None, **kwargs):
+        x, y = self.data()
+        model = model or mlp()
+        base = keras_dst.SET(0.8, update_interval=4, update_end=1.0, seed=0)
+        kwargs.setdefault("cyclic_epochs", 3)
+        sup = keras_dst.SupTickets(base, num_tickets=3, **kwargs)
+        callbacks = [recorder, sup] if recorder else [sup]
+        history = model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=EPOCHS,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        return model, sup, history
+
+    def test_triangle_values(self):
+        lr = CyclicLearningRate(0.1, 100, 20, 0.001, 0.005)
+        for step, expected in [
+            (0, 0.1),
+            (99, 0.1),
+            (100, 0.001),
+            (105, 0.003),
+            (110, 0.005),
+            (115, 0.003),
+            (119, 0.001 + 0.004 * 0.1),
+            (120, 0.001),
+            (130, 0.005),
+        ]:
+            self.assertAlmostEqual(float(lr(step)), expected, places=6)
+        decay = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+        lr = CyclicLearningRate(decay, 100, 20, 0.001, 0.005)
+        self.assertAlmostEqual(float(lr(20)), 0.025, places=6)
+        self.assertAlmostEqual(float(lr(110)), 0.005, places=6)
+        restored = CyclicLearningRate.from_config(lr.get_config())
+        self.assertAlmostEqual(float(restored(20)), 0.025, places=6)
+
+    def test_learning_rate_during_fit(self):
+        recorder = WeightRecorder([])
+        self.run_sup(recorder=recorder)
+        lrs = np.array(recorder.lrs)  # rate after step s+1 was taken
+        self.assertEqual(len(lrs), EPOCHS * N // BATCH)
+        # `learning_rate` reads the schedule at the current iteration.
+        for s in range(1, 96):
+            want = (
+                0.05
+                if s < 48
+                else 0.001 + 0.004 * (1 - abs(2 * ((s - 48) % 16) / 16 - 1))
+            )
+            self.assertAlmostEqual(lrs[s - 1], want, places=6, msg=f"{s}")
+
+    def test_ticket_timing_and_regular_updates_off(self):
+        _, sup, history = self.run_sup()
+        self.assertEqual([t["step"] for t in sup.tickets], [64, 80, 96])
+        updates = sup.base.updater.history
+        regular = [u["step"] for u in updates if u["step"] < 48]
+        self.assertEqual(regular, list(range(4, 48, 4)))
+        cyclic = [u for u in updates if u["step"] >= 48]
+        self.assertEqual([u["step"] for u in cyclic], [48, 64, 80])
+        self.assertTrue(all(u["drop_fraction"] == 0.5 for u in cyclic))
+        self.assertEqual(history.history["tickets"], [3])
+        self.assertEqual(len(history.history["loss"]), EPOCHS)
+
+    @parameterized.named_parameters(("caa", "caa"), ("cima", "cima"))
+    def test_superposition_arithmetic(self, kind):
+        recorder = WeightRecorder([48, 64, 80])
+        model, sup, _ = self.run_sup(recorder=recorder, superposition=kind)
+        snaps = [recorder.snapshots[s] for s in (48, 64, 80)]
+        snaps.append(recorder.snapshots["end"])
+        average = [w.copy() for w in snaps[0]]
+        for k, ticket in enumerate(snaps[1:], start=1):
+            if kind == "caa":
+                average = [
+                    a * k / (k + 1) + t / (k + 1)
+                    for a, t in zip(average, ticket)
+                ]
+            else:
+                average = [0.5 * a + 0.5 * t for a, t in zip(average, ticket)]
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = keras_dst.sparse_layers(model)
+        kernels = [average[index[id(x.kernel_variable)]] for x in layers]
+        budget = sum(sup.base.updater.active_counts)
+        flat = np.concatenate([np.abs(k).ravel() for k in kernels])
+        threshold = np.sort(flat)[::-1][budget - 1]
+        for layer, kernel in zip(layers, kernels):
+            mask = layer.get_mask().astype(bool)
+            np.testing.assert_array_equal(mask, np.abs(kernel) >= threshold)
+            np.testing.assert_allclose(
+                self.to_numpy(layer.kernel_variable),
+                np.where(mask, kernel, 0.0),
+                rtol=1e-6,
+                atol=1e-7,
+            )
+            bias = average[index[id(layer.bias)]]
+            np.testing.assert_allclose(
+                self.to_numpy(layer.bias), bias, rtol=1e-6, atol=1e-7
+            )
+        # Exactly the budget, and inactive entries exactly 0.
+        total = sum(int(x.get_mask().sum()) for x in layers)
+        self.assertEqual(total, budget)
+        self.assertModelExactSparsity(model)
+        union = sum(np.count_nonzero(k) for k in kernels) / flat.size
+        self.assertAlmostEqual(sup.superposed["union_density"], union)
+        self.assertGreater(union, 1 - sup.superposed["sparsity"])
+
+    def test_last_ticket_result(self):
+        recorder = WeightRecorder([])
+        model, sup, _ = self.run_sup(recorder=recorder, result="last_ticket")
+        self.assertIsNone(sup.superposed)
+        for v, w in zip(model.weights, recorder.snapshots["end"]):
+            np.testing.assert_array_equal(self.to_numpy(v), w)
+
+    def test_batchnorm_recalibrated(self):
+        x, _ = self.data()
+        model = mlp(batchnorm=True)
+        model, sup, _ = self.run_sup(
+            model=model, recalibration_data=x, recalibration_batch_size=64
+        )
+        bn = model.get_layer("bn")
+        batches = x.reshape(8, 64, 12)
+        np.testing.assert_allclose(
+            self.to_numpy(bn.moving_mean),
+            batches.mean(axis=1).mean(axis=0),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            self.to_numpy(bn.moving_variance),
+            batches.var(axis=1).mean(axis=0),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        self.assertEqual(bn.momentum, 0.99)  # restored
+
+    def test_batchnorm_without_data_is_an_error(self):
+        with self.assertRaisesRegex(ValueError, "recalibration_data"):
+            self.run_sup(model=mlp(batchnorm=True))
+
+    def test_superposed_model_saves_and_loads(self):
+        model, _, _ = self.run_sup()
+        path = os.path.join(tempfile.mkdtemp(), "sup.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        x, _ = self.data()
+        np.testing.assert_allclose(
+            loaded.predict(x, verbose=0),
+            model.predict(x, verbose=0),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        for a, b in zip(
+            keras_dst.sparse_layers(model), keras_dst.sparse_layers(loaded)
+        ):
+            np.testing.assert_array_equal(a.get_mask(), b.get_mask())
+
+    @parameterized.named_parameters(
+        ("tickets_zero", dict(num_tickets=0), "num_tickets"),
+        ("tickets_float", dict(num_tickets=2.5), "num_tickets"),
+        ("fraction", dict(cyclic_fraction=1.0), "cyclic_fraction"),
+        ("epochs", dict(cyclic_epochs=0), "cyclic_epochs"),
+        ("lr_order", dict(lr_low=0.01, lr_high=0.001), "lr_low"),
+        ("lr_neg", dict(lr_low=-1.0), "lr_low"),
+        ("reexplore", dict(reexplore_fraction=2.0), "reexplore_fraction"),
+        ("superposition", dict(superposition="sum"), "superposition"),
+        ("result", dict(result="best"), "result"),
+    )
+    def test_bad_arguments(self, kwargs, name):
+        with self.assertRaisesRegex((ValueError, TypeError), name):
+            keras_dst.SupTickets(keras_dst.SET(0.9), **kwargs)
+
+    def test_base_must_be_a_dst_callback(self):
+        with self.assertRaisesRegex(TypeError, "base"):
+            keras_dst.SupTickets(keras.callbacks.History())
+
+    def test_cyclic_phase_longer_than_training(self):
+        with self.assertRaisesRegex(ValueError, "shorter than training"):
+            self.run_sup(cyclic_epochs=6)
+
+
+if __name__ == "__main__":
+    absltest.main()
