@@ -242,6 +242,9 @@ class SupTickets(keras.callbacks.Callback):
         if isinstance(base_lr, CyclicLearningRate):
             base_lr = base_lr.base
         elif isinstance(base_lr, keras.Variable):
+            # Untrack the float rate's variable: a model saved with the
+            # schedule then reloads its optimizer state (same variables).
+            inner._variables.remove(base_lr)
             base_lr = float(to_numpy(base_lr))
         inner._learning_rate = CyclicLearningRate(
             base_lr, self._start, self._cycle, self.lr_low, self.lr_high
