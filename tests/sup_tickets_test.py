@@ -124,6 +124,24 @@ class SupTicketsTest(TestCase):
             )
             self.assertAlmostEqual(lrs[s - 1], want, places=6, msg=f"{s}")
 
+    def test_learning_rate_schedule_base_in_fit(self):
+        decay = keras.optimizers.schedules.ExponentialDecay(0.05, 16, 0.5)
+        model = mlp()
+        model.compile(
+            keras.optimizers.SGD(decay, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        recorder = WeightRecorder([])
+        self.run_sup(model=model, recorder=recorder)
+        lrs = np.array(recorder.lrs)
+        for s in range(1, 96):
+            if s < 48:
+                want = 0.05 * 0.5 ** (s / 16)
+            else:
+                t = ((s - 48) % 16) / 16
+                want = 0.001 + 0.004 * (1 - abs(2 * t - 1))
+            self.assertAlmostEqual(lrs[s - 1], want, places=6, msg=f"{s}")
+
     def test_ticket_timing_and_regular_updates_off(self):
         _, sup, history = self.run_sup()
         self.assertEqual([t["step"] for t in sup.tickets], [64, 80, 96])
