@@ -3,7 +3,7 @@
 import keras
 
 from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
-from keras_dst.layers.sparse_layer import validate_sparsity
+from keras_dst.layers.sparse_layer import SparseLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_dst")
@@ -44,9 +44,9 @@ class SparseMultiHeadAttention(keras.layers.MultiHeadAttention):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.sparsity = validate_sparsity(sparsity)
-        self.mask_seed = mask_seed
-        self.dense_gradient = dense_gradient
+        # Same checks (and attributes) as every sparse layer, at
+        # construction rather than at build time.
+        SparseLayer._init_sparse(self, sparsity, mask_seed, dense_gradient)
 
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)

@@ -14,11 +14,19 @@ def sparse_layers(model):
     else:
         roots = [model]
     found, seen = [], set()
-    for root in roots:
-        for layer in root._flatten_layers(include_self=True, recursive=True):
-            if isinstance(layer, SparseLayer) and id(layer) not in seen:
-                seen.add(id(layer))
-                found.append(layer)
+    # Pre-order, each layer's sub-layers in their own order (the order data
+    # flows through a Sequential/Functional model). Keras's
+    # `_flatten_layers` reverses sub-layers, which would make the last layer
+    # of a nested model come first.
+    stack = list(reversed(roots))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, SparseLayer):
+            found.append(layer)
+        stack.extend(reversed(layer._layers))
     return found
 
 
