@@ -78,7 +78,12 @@ LAYER_SPECS = {
     ),
 }
 NAMES = [(name, name) for name in LAYER_SPECS]
-SPARSE_EXTRAS = ("kernel_mask", "kernel_gradient", "kernel_gradient_momentum")
+SPARSE_EXTRAS = (
+    "kernel_mask",
+    "kernel_explored",
+    "kernel_gradient",
+    "kernel_gradient_momentum",
+)
 
 
 def make_input(spec, seed=0):

@@ -15,7 +15,12 @@ from keras_dst.masks import active_count
 from keras_dst.masks import allocate
 from tests.test_case import TestCase
 
-SPARSE_EXTRAS = ("kernel_mask", "kernel_gradient", "kernel_gradient_momentum")
+SPARSE_EXTRAS = (
+    "kernel_mask",
+    "kernel_explored",
+    "kernel_gradient",
+    "kernel_gradient_momentum",
+)
 
 
 def cnn():

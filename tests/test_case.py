@@ -1,6 +1,7 @@
 """Shared test helpers: one TestCase for every suite, on any backend."""
 
 import os
+import tempfile
 
 # Quiet TensorFlow's C++ logs before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -22,6 +23,11 @@ class TestCase(parameterized.TestCase):
         super().setUp()
         keras.backend.clear_session()
         keras.utils.set_random_seed(1234)
+
+    def temp_dir(self):
+        """A fresh directory, removed after the test (works under pytest,
+        unlike absltest's `create_tempdir`, which needs parsed flags)."""
+        return self.enter_context(tempfile.TemporaryDirectory())
 
     @property
     def backend(self):

@@ -60,10 +60,13 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
             `update_end`) or `"constant"`.
         drop_fraction_end: final fraction of the cosine schedule.
         update_interval: optimizer steps between updates (ΔT), int > 0.
-        update_end: last update step: a float in [0, 1] is a fraction of the
-            total steps of the `fit` call (epochs x steps per epoch), an int
-            an optimizer step. `0` disables updates (static sparse
-            training).
+        update_end: when updates stop: a float in [0, 1] is a fraction of
+            the `fit` call's steps (epochs x steps per epoch, counted from
+            its epoch 0, so `initial_epoch` resumes keep the schedule), an
+            int an absolute optimizer step. `0` disables updates (static
+            sparse training). Updates run at optimizer steps `origin + j *
+            update_interval < end` (origin: the step of the `fit` call's
+            epoch 0), before that step's gradient update.
         momentum: EMA factor for `"momentum"` growth.
         seed: `None` or an int (initial masks and random growth).
         power_scale, keep_first_dense, keep_last_dense: allocation options,
@@ -160,9 +163,10 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
             prune=prune, growth=growth, momentum=momentum, seed=seed
         )
         self.seed = self.updater.seed
+        self._origin = None
         self._end_step = None
         self._epoch_step = 0
-        self._next_update = self.update_interval
+        self._next_update = None
 
     # -- properties ---------------------------------------------------------
 
@@ -184,26 +188,37 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
     def drop_fraction_at(self, step):
         """The drop fraction the schedule gives at optimizer `step`."""
         return DROP_SCHEDULES[self.drop_schedule](
-            step, self.drop_fraction, self._end_step, self.drop_fraction_end
+            step - self._origin,
+            self.drop_fraction,
+            self._end_step - self._origin,
+            self.drop_fraction_end,
+        )
+
+    def is_update_step(self, step):
+        """Whether optimizer `step` is one of the schedule's update steps."""
+        return (
+            self._origin < step < self._end_step
+            and (step - self._origin) % self.update_interval == 0
         )
 
     # -- Keras hooks --------------------------------------------------------
 
-    def _resolve_end_step(self):
-        if isinstance(self.update_end, numbers.Integral):
-            return int(self.update_end)
-        epochs = (self.params or {}).get("epochs")
-        steps = (self.params or {}).get("steps")
-        if not epochs or not steps:
-            raise ValueError(
-                "`update_end` is a fraction of training, but `fit` does not "
-                "know its number of steps (e.g. a dataset of unknown "
-                "length). Pass `steps_per_epoch` to `fit` or give "
-                "`update_end` as an int optimizer step."
-            )
-        return int(self.update_end * epochs * steps)
-
     def on_train_begin(self, logs=None):
+        # Model state is read at the first `on_epoch_begin`, once every
+        # callback's `on_train_begin` ran: `BackupAndRestore` may restore
+        # weights, masks and the step counter after this callback.
+        require_sparse_layers(self.model)
+        self._origin = None
+
+    def _start(self, epoch):
+        """Draws masks if needed and places the schedule; first epoch only.
+
+        The schedule's origin is the optimizer step at which this `fit`'s
+        epoch 0 began (`step - initial_epoch * steps`): a run resumed with
+        `initial_epoch` keeps its schedule, and each new `fit` call with a
+        fractional `update_end` gets a schedule of its own. An int
+        `update_end` is an absolute optimizer step (origin 0).
+        """
         model = self.model
         layers = require_sparse_layers(model)
         if all(int(layer.get_mask().min()) == 1 for layer in layers):
@@ -217,25 +232,48 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                 seed=self.seed,
             )
         self.updater.prepare(model)
-        self._end_step = self._resolve_end_step()
-        step = int(model.optimizer.iterations.numpy())
-        interval = self.update_interval
-        self._next_update = (step // interval + 1) * interval
+        step = self._epoch_step
+        if isinstance(self.update_end, numbers.Integral):
+            self._origin = 0
+            self._end_step = int(self.update_end)
+        else:
+            epochs = (self.params or {}).get("epochs")
+            steps = (self.params or {}).get("steps")
+            if not epochs or not steps:
+                raise ValueError(
+                    "`update_end` is a fraction of training, but `fit` does "
+                    "not know its number of steps (e.g. a dataset of unknown "
+                    "length). Pass `steps_per_epoch` to `fit` or give "
+                    "`update_end` as an int optimizer step."
+                )
+            self._origin = max(0, step - epoch * steps)
+            self._end_step = self._origin + int(
+                self.update_end * epochs * steps
+            )
+        self._next_update = self._first_update_at_or_after(step)
         if self.verbose:
             from keras_dst.report.summary import summary
 
             summary(model)
 
+    def _first_update_at_or_after(self, step):
+        # An update runs before the step it is keyed by, so a run resumed
+        # at an update step (checkpoints are taken after a step) does it.
+        interval = self.update_interval
+        ahead = max(step - self._origin, 1)
+        return self._origin + -(-ahead // interval) * interval
+
     def on_epoch_begin(self, epoch, logs=None):
         # The state is synced at epoch boundaries: this read is free on JAX.
         self._epoch_step = int(self.model.optimizer.iterations.numpy())
+        if self._origin is None:
+            self._start(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_step + batch
         if step < self._next_update:
             return  # pure Python: no device access on ordinary steps
-        interval = self.update_interval
-        self._next_update = (step // interval + 1) * interval
+        self._next_update = self._first_update_at_or_after(step + 1)
         if step >= self._end_step:
             return
         self.updater.update(self.model, step, self.drop_fraction_at(step))

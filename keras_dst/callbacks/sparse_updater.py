@@ -30,7 +30,8 @@ is written, so a failed update leaves weights and masks untouched.
 
 R_s, the in-time over-parameterization rate (Liu et al., 2021), is the
 fraction of kernel entries that have ever been active: the union of all
-masks so far over the total, per layer and in total.
+masks so far over the total, per layer and in total. The union is kept in
+each layer's `kernel_explored` variable (saved with the model).
 """
 
 import warnings
@@ -38,6 +39,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dst.backend import read_replica_sum
 from keras_dst.callbacks.optimizer_slots import slot_variables
 from keras_dst.criteria.growth import GROWTH_CRITERIA
 from keras_dst.criteria.growth import gradient_score
@@ -131,14 +133,12 @@ class SparseUpdater:
                 layer.kernel_gradient_momentum.assign(beta)
         self.layers = layers
         self.masks = [layer.get_mask().astype(bool) for layer in layers]
-        if getattr(self, "ever_active", None) is None or len(
-            self.ever_active
-        ) != len(layers):
-            self.ever_active = [m.copy() for m in self.masks]
-        else:
-            self.ever_active = [
-                e | m for e, m in zip(self.ever_active, self.masks)
-            ]
+        # The union of masks lives in each layer's `kernel_explored`
+        # variable, so R_s survives saving, loading and resuming.
+        self.ever_active = [
+            layer.get_explored().astype(bool) | mask
+            for layer, mask in zip(layers, self.masks)
+        ]
         self.active_counts = [int(m.sum()) for m in self.masks]
         return self
 
@@ -163,7 +163,8 @@ class SparseUpdater:
             rng = np.random.default_rng([self.seed, int(step), index])
             score = random_score(rng, mask.size)
         else:
-            score = gradient_score(to_numpy(layer.kernel_gradient)).reshape(-1)
+            dense = read_replica_sum(layer.kernel_gradient)
+            score = gradient_score(dense).reshape(-1)
             if not np.all(np.isfinite(score)):
                 raise FloatingPointError(
                     f"non-finite dense gradient in layer '{layer.path}'"
@@ -224,6 +225,7 @@ class SparseUpdater:
                 slot.assign(values.reshape(shape))
             self.masks[i] = new_mask.reshape(shape)
             self.ever_active[i] |= self.masks[i]
+            layer.kernel_explored.assign(self.ever_active[i].astype("uint8"))
         self.history.append(
             {
                 "step": int(step),

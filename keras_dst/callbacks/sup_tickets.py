@@ -1,6 +1,8 @@
 """`SupTickets`: superpose the tickets of a cyclic phase into one network."""
 
+import json
 import numbers
+import os
 
 import keras
 import numpy as np
@@ -50,11 +52,15 @@ class SupTickets(keras.callbacks.Callback):
     weight update; each batch weighs equally). By default the model then
     holds the superposed network.
 
-    The learning rate is taken over at `on_train_begin`: the optimizer's
-    float rate (its value at that time) or `LearningRateSchedule` is
-    wrapped in a `CyclicLearningRate`, which costs one retrace of the train
-    step per `fit` call. Callbacks that assign `optimizer.learning_rate`
-    (e.g. `ReduceLROnPlateau`) cannot be combined with it.
+    The learning rate is taken over when the first epoch begins: the rate
+    the optimizer reads becomes `CyclicLearningRate(own rate, ...)`, its
+    own float rate (read at every step, so e.g. `ReduceLROnPlateau` still
+    acts before the cyclic phase) or `LearningRateSchedule` before the
+    cyclic phase, the triangle after. The optimizer's variables and config
+    are untouched, so checkpoints and `.keras` files reload into the
+    user's optimizer; `fit` ends with the optimizer's own rate back in
+    place. The takeover costs one retrace of the train step per `fit`.
+    `learning_rate_schedule` holds the schedule in use.
 
     Args:
         base: a `DynamicSparsityCallback` (`keras_dst.SET(...)`, `RigL`,
@@ -76,6 +82,14 @@ class SupTickets(keras.callbacks.Callback):
         recalibration_batch_size: batch size for array data.
         result: `"superposed"` (default) or `"last_ticket"`: what the model
             holds after `fit`.
+        backup_dir: `None` or a directory for the running average, so that
+            an interrupted run resumes exactly (with `BackupAndRestore` or
+            `ModelCheckpoint` for the model). Each snapshot taken is written
+            there (`sup_tickets_<k>.npz`, one copy of the weights each);
+            at the first epoch, the latest snapshot taken before the
+            current optimizer step is read back. Deleted at the end of a
+            finished `fit`. Everything else (step, masks, R_s, the cyclic
+            rate) is in the model's and optimizer's variables.
 
     Attributes:
         tickets: one dict per ticket (step, sparsity, itop_rate).
@@ -107,6 +121,7 @@ class SupTickets(keras.callbacks.Callback):
         recalibration_data=None,
         recalibration_batch_size=128,
         result="superposed",
+        backup_dir=None,
     ):
         super().__init__()
         if not isinstance(base, DynamicSparsityCallback):
@@ -171,6 +186,7 @@ class SupTickets(keras.callbacks.Callback):
         self.recalibration_data = recalibration_data
         self.recalibration_batch_size = int(recalibration_batch_size)
         self.result = result
+        self.backup_dir = None if backup_dir is None else str(backup_dir)
         self.tickets = []
         self.superposed = None
 
@@ -225,32 +241,31 @@ class SupTickets(keras.callbacks.Callback):
         return start, cycle, total
 
     def on_train_begin(self, logs=None):
-        model = self.model
-        self._start, self._cycle, self._total = self._phases()
-        if _batchnorm_layers(model) and self.recalibration_data is None:
+        if _batchnorm_layers(self.model) and self.recalibration_data is None:
             raise ValueError(
                 "The model has BatchNormalization layers: pass "
                 "`recalibration_data` (training inputs) so that their "
                 "statistics can be recalibrated for the superposed network."
             )
+        self._phases()  # checks the arguments against this `fit`
         self.base.on_train_begin(logs)
+        self._origin = None
+
+    def _begin(self, epoch):
+        """Places the phases and takes over the learning rate; first epoch.
+
+        Like the base method's schedule, the phases count from the optimizer
+        step of this `fit` call's epoch 0, so `initial_epoch` resumes keep
+        them (see `DynamicSparsityCallback`).
+        """
+        model = self.model
+        step = self.base._epoch_step
+        self._origin = max(0, step - epoch * self.params["steps"])
+        start, self._cycle, self._total = self._phases()
+        self._start = self._origin + start
         # Regular updates stop where the cyclic phase begins.
         self.base._end_step = min(self.base._end_step, self._start)
-        optimizer = model.optimizer
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        base_lr = inner._learning_rate
-        if isinstance(base_lr, CyclicLearningRate):
-            base_lr = base_lr.base
-        elif isinstance(base_lr, keras.Variable):
-            # Untrack the float rate's variable: a model saved with the
-            # schedule then reloads its optimizer state (same variables).
-            inner._variables.remove(base_lr)
-            base_lr = float(to_numpy(base_lr))
-        inner._learning_rate = CyclicLearningRate(
-            base_lr, self._start, self._cycle, self.lr_low, self.lr_high
-        )
-        model.make_train_function(force=True)
-        step = int(to_numpy(optimizer.iterations))
+        self._take_over_learning_rate(model)
         self._events = [
             self._start + j * self._cycle for j in range(self.num_tickets)
         ]
@@ -258,9 +273,51 @@ class SupTickets(keras.callbacks.Callback):
         self._average = None
         self.tickets = []
         self.superposed = None
+        self._finished = False
+        self._restore_state(step)
+
+    def _take_over_learning_rate(self, model):
+        # The optimizer keeps its own rate (variable or schedule), its
+        # variables and its config: only the rate it reads is replaced, on
+        # the instance. Checkpoints and `.keras` files therefore hold the
+        # user's optimizer, which a fresh process rebuilds and loads
+        # variable for variable (`BackupAndRestore`, `load_model`).
+        optimizer = model.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        base = inner._learning_rate
+        if callable(base) and not isinstance(
+            base, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            raise TypeError(
+                "SupTickets needs a float or `LearningRateSchedule` "
+                "learning rate; the optimizer's is a callable."
+            )
+        schedule = CyclicLearningRate(
+            base, self._start, self._cycle, self.lr_low, self.lr_high
+        )
+        self.learning_rate_schedule = schedule
+        inner._get_current_learning_rate = lambda: schedule(inner.iterations)
+        self._optimizer = inner
+        model.make_train_function(force=True)
+
+    def _release_learning_rate(self):
+        inner = getattr(self, "_optimizer", None)
+        if inner is not None and "_get_current_learning_rate" in vars(inner):
+            del inner._get_current_learning_rate
+            # The compiled step read the cyclic rate: trace it anew.
+            self.model.train_function = None
+        self._optimizer = None
+
+    def on_train_end(self, logs=None):
+        self.base.on_train_end(logs)
+        self._release_learning_rate()
+        if self._finished:
+            self._delete_state()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.base.on_epoch_begin(epoch, logs)
+        if self._origin is None:
+            self._begin(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.base._epoch_step + batch
@@ -277,19 +334,60 @@ class SupTickets(keras.callbacks.Callback):
         weights = self._snapshot(model)
         if self._average is None:  # the model at the end of the DST phase
             self._average = weights
+        else:
+            k = len(self.tickets) + 1
+            combine = AVERAGES[self.superposition]
+            self._average = [
+                combine(a, w, k) for a, w in zip(self._average, weights)
+            ]
+            self.tickets.append(
+                {
+                    "step": int(step),
+                    "sparsity": self.base.sparsity,
+                    "itop_rate": self.base.itop_rate,
+                }
+            )
+        self._save_state(step)
+
+    # -- resuming -----------------------------------------------------------
+
+    def _state_path(self, count):
+        return os.path.join(self.backup_dir, f"sup_tickets_{count:03d}.npz")
+
+    def _save_state(self, step):
+        if self.backup_dir is None:
             return
-        k = len(self.tickets) + 1
-        combine = AVERAGES[self.superposition]
-        self._average = [
-            combine(a, w, k) for a, w in zip(self._average, weights)
-        ]
-        self.tickets.append(
-            {
-                "step": int(step),
-                "sparsity": self.base.sparsity,
-                "itop_rate": self.base.itop_rate,
-            }
-        )
+        os.makedirs(self.backup_dir, exist_ok=True)
+        path = self._state_path(len(self.tickets))
+        arrays = {f"w{i}": a for i, a in enumerate(self._average)}
+        arrays["tickets"] = np.array(json.dumps(self.tickets))
+        arrays["step"] = np.array(int(step))
+        with open(path + ".tmp", "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(path + ".tmp", path)  # never a half-written state
+
+    def _restore_state(self, step):
+        """Reads the latest snapshot taken before optimizer `step`."""
+        if self.backup_dir is None or not os.path.isdir(self.backup_dir):
+            return
+        count = len(self.model.weights)
+        for k in range(self.num_tickets, -1, -1):
+            path = self._state_path(k)
+            if not os.path.exists(path):
+                continue
+            with np.load(path) as state:
+                if int(state["step"]) >= step:
+                    continue  # taken after the checkpoint: redone
+                self._average = [state[f"w{i}"] for i in range(count)]
+                self.tickets = json.loads(str(state["tickets"]))
+            return
+
+    def _delete_state(self):
+        if self.backup_dir is None:
+            return
+        for k in range(self.num_tickets + 1):
+            if os.path.exists(self._state_path(k)):
+                os.remove(self._state_path(k))
 
     def _cycle_start(self, model, step):
         self._add_ticket(model, step)
@@ -301,6 +399,7 @@ class SupTickets(keras.callbacks.Callback):
         if epoch + 1 == self.params["epochs"] and self._average is not None:
             model = self.model
             self._add_ticket(model, step)  # the last ticket
+            self._finished = True
             if self.result == "superposed":
                 self._superpose(model)
             if logs is not None:
@@ -319,12 +418,11 @@ class SupTickets(keras.callbacks.Callback):
         ]
         union = sum(int(np.count_nonzero(k)) for k in kernels)
         masks = global_magnitude_masks(kernels, budget)
-        skip = set()
-        for layer in layers:
-            skip.add(id(layer.kernel_mask))
-            if layer.kernel_gradient is not None:
-                skip.add(id(layer.kernel_gradient))
-                skip.add(id(layer.kernel_gradient_momentum))
+        skip = {
+            id(variable)
+            for layer in layers
+            for variable in layer.sparse_state_variables
+        }
         for variable, value in zip(model.weights, self._average):
             if id(variable) not in skip:
                 variable.assign(value.astype(variable.dtype))

@@ -8,13 +8,11 @@ from keras_dst.utils.model_walk import sparse_layers
 
 def sparse_extras(layer):
     """The variables a sparse layer adds to its parent (mask, probe, ...)."""
-    extras = []
-    for sparse in sparse_layers(layer):
-        extras.append(sparse.kernel_mask)
-        if sparse.kernel_gradient is not None:
-            extras.append(sparse.kernel_gradient)
-            extras.append(sparse.kernel_gradient_momentum)
-    return extras
+    return [
+        variable
+        for sparse in sparse_layers(layer)
+        for variable in sparse.sparse_state_variables
+    ]
 
 
 def core_weights(layer):

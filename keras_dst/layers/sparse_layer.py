@@ -12,6 +12,10 @@ A sparse layer is its Keras parent plus three things:
   step of ``fit`` on every backend. Gradient-based growth (RigL) reads it at
   update steps. With ``kernel_gradient_momentum > 0`` the probe holds an
   exponential moving average of that gradient instead (SNFS).
+* ``kernel_explored``: a non-trainable ``uint8`` variable, the union of all
+  masks the layer has had since its masks were initialised (R_s, the
+  in-time over-parameterization rate, is its mean). A variable, so it is
+  saved and restored with the model like the mask.
 * a property that returns the masked weight wherever the parent layer reads
   it (``kernel`` or ``embeddings``), so the parent's ``call`` is untouched.
 
@@ -165,6 +169,14 @@ class SparseLayer:
             dtype=MASK_DTYPE,
             autocast=False,
         )
+        explored = self.add_weight(
+            name="kernel_explored",
+            shape=shape,
+            initializer="zeros",
+            trainable=False,
+            dtype=MASK_DTYPE,
+            autocast=False,
+        )
         if self.dense_gradient:
             probe = self.add_weight(
                 name="kernel_gradient",
@@ -187,15 +199,23 @@ class SparseLayer:
         self.kernel_gradient = probe if self.dense_gradient else None
         if self.dense_gradient:
             self.kernel_gradient_momentum = momentum
+        self.kernel_explored = explored
         self.kernel_mask = mask
         if self.sparsity is not None:
-            self.set_mask(random_mask(shape, self.sparsity, self.mask_seed))
+            self.set_mask(
+                random_mask(shape, self.sparsity, self.mask_seed),
+                reset_explored=True,
+            )
 
-    def set_mask(self, mask):
+    def set_mask(self, mask, reset_explored=False):
         """Sets the mask and zeroes the kernel where the mask is 0.
+
+        The mask is added to ``kernel_explored`` (the union of masks so
+        far), or replaces it if ``reset_explored`` (a new run's first mask).
 
         Args:
             mask: array of the kernel's shape with values in {0, 1}.
+            reset_explored: restart the explored union from this mask.
         """
         mask = np.asarray(mask)
         shape = tuple(self.kernel_variable.shape)
@@ -209,6 +229,8 @@ class SparseLayer:
                 f"`mask` must contain only 0 and 1 (layer '{self.name}')."
             )
         mask = mask.astype(MASK_DTYPE)
+        explored = mask if reset_explored else self.get_explored() | mask
+        self.kernel_explored.assign(explored)
         self.kernel_mask.assign(mask)
         kernel = self.kernel_variable
         kernel.assign(
@@ -222,6 +244,19 @@ class SparseLayer:
     def get_mask(self):
         """Returns the mask as a numpy ``uint8`` array."""
         return keras.ops.convert_to_numpy(self.kernel_mask.value)
+
+    def get_explored(self):
+        """The union of all masks so far, as a numpy ``uint8`` array."""
+        return keras.ops.convert_to_numpy(self.kernel_explored.value)
+
+    @property
+    def sparse_state_variables(self):
+        """The variables of the sparse mechanism (not the layer's weights):
+        mask, explored union and, if present, the gradient probe."""
+        state = [self.kernel_mask, self.kernel_explored]
+        if self.kernel_gradient is not None:
+            state += [self.kernel_gradient, self.kernel_gradient_momentum]
+        return state
 
     # Keras's Dense/Conv/Embedding save only their own named weights; save
     # and load every variable of the layer (mask and probe included).

@@ -104,6 +104,6 @@ def initialize_masks(
             masks[layer.path] = magnitude_mask(weights, s)
     # Set all masks only once every one was drawn: nothing half-applied.
     for layer in layers:
-        layer.set_mask(masks[layer.path])
+        layer.set_mask(masks[layer.path], reset_explored=True)
         layer.sparsity = sparsities[layer.path]
     return sparsities
