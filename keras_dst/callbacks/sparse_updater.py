@@ -71,6 +71,21 @@ def check_seed(seed):
     return int(seed)
 
 
+def _loss_scale(optimizer):
+    """The loss scale of a `LossScaleOptimizer` (else 1).
+
+    Keras unscales every gradient except those of `overwrite_with_gradient`
+    variables, so the probes hold the SCALED gradient. Dividing by the
+    current scale is exact unless the scale changed at the last step
+    (doubled every `dynamic_growth_steps`, halved on overflow); even then
+    all layers are off by the same factor of 2, which leaves each layer's
+    gradient ranking, and so growth, unchanged.
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return float(to_numpy(optimizer.dynamic_scale))
+    return 1.0
+
+
 class SparseUpdater:
     """Prune-and-regrow updates and R_s bookkeeping for one model.
 
@@ -128,6 +143,19 @@ class SparseUpdater:
                     "`dense_gradient=True` (the default) or use "
                     "`growth='random'`."
                 )
+            optimizer = getattr(model, "optimizer", None)
+            if self.growth == "momentum" and isinstance(
+                optimizer, keras.optimizers.LossScaleOptimizer
+            ):
+                raise ValueError(
+                    "`growth='momentum'` cannot be used with a "
+                    "LossScaleOptimizer (mixed_float16): the gradient "
+                    "probe's moving average is computed on the scaled "
+                    "gradient and unscaled with it, which would shrink the "
+                    "average by the loss scale at every step. Use "
+                    "`growth='gradient'` (unaffected by loss scaling), or "
+                    "'mixed_bfloat16', which needs no loss scaling."
+                )
             beta = self.momentum if self.growth == "momentum" else 0.0
             for layer in layers:
                 layer.kernel_gradient_momentum.assign(beta)
@@ -150,7 +178,21 @@ class SparseUpdater:
 
     # -- the update ---------------------------------------------------------
 
-    def _plan_layer(self, index, layer, step, drop_fraction):
+    def dense_gradient(self, layer, optimizer=None):
+        """The dense gradient dL/d(kernel * mask) of `layer`'s last step.
+
+        Read from the layer's gradient probe: summed over replicas under
+        `tf.distribute`, unscaled under a `LossScaleOptimizer` (see
+        `_loss_scale`). For `"momentum"` growth, its moving average.
+        """
+        if layer.kernel_gradient is None:
+            raise ValueError(
+                f"Layer '{layer.name}' has no gradient probe "
+                "(built with `dense_gradient=False`)."
+            )
+        return read_replica_sum(layer.kernel_gradient) / _loss_scale(optimizer)
+
+    def _plan_layer(self, index, layer, step, drop_fraction, optimizer):
         mask = self.masks[index].reshape(-1)
         weights = to_numpy(layer.kernel_variable).reshape(-1)
         k = int(np.floor(drop_fraction * mask.sum()))
@@ -163,7 +205,7 @@ class SparseUpdater:
             rng = np.random.default_rng([self.seed, int(step), index])
             score = random_score(rng, mask.size)
         else:
-            dense = read_replica_sum(layer.kernel_gradient)
+            dense = self.dense_gradient(layer, optimizer)
             score = gradient_score(dense).reshape(-1)
             if not np.all(np.isfinite(score)):
                 raise FloatingPointError(
@@ -199,7 +241,7 @@ class SparseUpdater:
             optimizer = getattr(model, "optimizer", None)
         try:
             plans = [
-                self._plan_layer(i, layer, step, drop_fraction)
+                self._plan_layer(i, layer, step, drop_fraction, optimizer)
                 for i, layer in enumerate(self.layers)
             ]
         except FloatingPointError as error:
