@@ -38,6 +38,21 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, base, cycle_start, cycle_steps, lr_low, lr_high):
+        if int(cycle_steps) <= 0:
+            raise ValueError(
+                "`cycle_steps` must be an int > 0. "
+                f"Received: cycle_steps={cycle_steps!r}."
+            )
+        if int(cycle_start) < 0:
+            raise ValueError(
+                "`cycle_start` must be an int >= 0. "
+                f"Received: cycle_start={cycle_start!r}."
+            )
+        if not 0 < float(lr_low) <= float(lr_high):
+            raise ValueError(
+                "`lr_low` and `lr_high` must satisfy 0 < lr_low <= lr_high. "
+                f"Received: lr_low={lr_low}, lr_high={lr_high}."
+            )
         self.base = base
         self.cycle_start = int(cycle_start)
         self.cycle_steps = int(cycle_steps)
