@@ -446,6 +446,14 @@ class BadInputTest(TestCase):
         with self.assertRaisesRegex(ValueError, "dense_gradient"):
             keras_dst.SparseUpdater(growth="momentum").prepare(model)
 
+    def test_gradient_growth_with_gradient_accumulation_warns(self):
+        model = self.mlp((6, 3))
+        model.compile(
+            keras.optimizers.SGD(0.1, gradient_accumulation_steps=2), "mse"
+        )
+        with self.assertWarnsRegex(RuntimeWarning, "elementwise maximum"):
+            keras_dst.SparseUpdater(growth="gradient").prepare(model)
+
     @parameterized.parameters(NAN, INF, -INF)
     def test_non_finite_weights_at_update_step(self, bad):
         model = self.sparse_mlp()

@@ -156,6 +156,17 @@ class SparseUpdater:
                     "`growth='gradient'` (unaffected by loss scaling), or "
                     "'mixed_bfloat16', which needs no loss scaling."
                 )
+            inner = getattr(optimizer, "inner_optimizer", optimizer)
+            if getattr(inner, "gradient_accumulation_steps", None):
+                warnings.warn(
+                    f"keras_dst: `growth={self.growth!r}` with "
+                    "`gradient_accumulation_steps`: Keras accumulates the "
+                    "gradient probes with an elementwise maximum (its rule "
+                    "for `overwrite_with_gradient` variables), not a mean, "
+                    "so growth ranks by that maximum over micro-batches.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             beta = self.momentum if self.growth == "momentum" else 0.0
             for layer in layers:
                 layer.kernel_gradient_momentum.assign(beta)
