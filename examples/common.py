@@ -1,0 +1,582 @@
+"""Shared pieces of the example scripts: flags, methods, GMP, summaries.
+
+`examples/cifar100.py` and `examples/fashion_mnist.py` differ only in their
+data and models. Everything else lives here, once:
+
+* the flags both scripts take (defined here, once, so that one process can
+  import both scripts, as the tests do, without a `DuplicateFlagError`);
+* `--method` -> the layers to build with and the keras_dst callback;
+* `GradualMagnitudePruning`, the dense-to-sparse GMP baseline (Zhu & Gupta,
+  2017) written on keras_dst's public layer API (keras_dst has no GMP
+  callback of its own);
+* SGD with step decay and L2 weight decay;
+* training, evaluation, the `.keras` file and the JSON summary.
+"""
+
+import functools
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+from absl import app
+from absl import flags
+
+import keras_dst
+from keras_dst.callbacks.optimizer_slots import slot_variables
+from keras_dst.layers import SparseLayer
+from keras_dst.masks import active_count
+from keras_dst.masks import allocate
+
+METHODS = (
+    "dense",
+    "static",
+    "set",
+    "rigl",
+    "itop_set",
+    "itop_rigl",
+    "snfs",
+    "sup_tickets",
+    "gmp",
+)
+# Methods whose sparse layers need the dense-gradient probe (gradient or
+# momentum growth); the others build their layers without it (cheaper).
+GRADIENT_METHODS = ("rigl", "itop_rigl", "snfs")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("method", "itop_set", METHODS, "Training method.")
+flags.DEFINE_string(
+    "model", None, "Architecture; choices and default depend on the script."
+)
+flags.DEFINE_float(
+    "sparsity", 0.9, "Global target sparsity in [0, 1) (ignored for dense)."
+)
+flags.DEFINE_enum(
+    "distribution", "erk", ["erk", "er", "uniform"], "Per-layer allocation."
+)
+flags.DEFINE_integer("epochs", None, "Training epochs (script default).")
+flags.DEFINE_integer("seed", 0, "Random seed (weights, masks, data order).")
+flags.DEFINE_integer("batch_size", None, "Batch size (default 128).")
+flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate.")
+flags.DEFINE_float(
+    "weight_decay",
+    None,
+    "Weight decay (coupled L2, as torch.optim.SGD's weight_decay).",
+)
+flags.DEFINE_integer(
+    "update_interval",
+    None,
+    "Steps between mask updates (ΔT) for DST methods and between pruning "
+    "steps for gmp; default: the script's choice.",
+)
+flags.DEFINE_integer(
+    "num_tickets", 3, "sup_tickets: number of cycles / tickets."
+)
+flags.DEFINE_float(
+    "cyclic_fraction", 0.2, "sup_tickets: fraction of epochs in cycles."
+)
+flags.DEFINE_enum(
+    "sup_growth",
+    "random",
+    ["random", "gradient"],
+    "sup_tickets: growth of the ITOP base (SET-ITOP or RigL-ITOP).",
+)
+flags.DEFINE_string(
+    "output_dir",
+    os.path.join(tempfile.gettempdir(), "keras_dst_examples"),
+    "Where the .keras model and the JSON summary are written.",
+)
+flags.DEFINE_bool(
+    "smoke",
+    False,
+    "A few steps of a tiny model on generated data (seconds; for tests).",
+)
+flags.DEFINE_integer("verbose", 1, "fit verbosity: 0, 1 (progress bar), 2.")
+
+# --smoke: 256 generated training images, 64 test images, 2 epochs of
+# 8 steps, an update (or pruning step) every 2 steps.
+SMOKE = {
+    "train_size": 256,
+    "test_size": 64,
+    "epochs": 2,
+    "batch_size": 32,
+    "update_interval": 2,
+}
+
+# GMP schedule (Zhu & Gupta, 2017): prune from 10% to 75% of training.
+GMP_BEGIN, GMP_END = 0.1, 0.75
+
+
+def resolve_config(dataset, default_model, models, defaults):
+    """The run's configuration: flags, else smoke values, else `defaults`.
+
+    Args:
+        dataset: dataset name (for file names and the summary).
+        default_model: the script's default `--model`.
+        models: the script's allowed `--model` values.
+        defaults: dict with the script's `epochs`, `batch_size`,
+            `learning_rate`, `weight_decay`, `update_interval` (None = the
+            method's preset).
+
+    Returns:
+        dict, also written to the JSON summary.
+    """
+    model = FLAGS.model or default_model
+    if model not in models:
+        raise app.UsageError(
+            f"`--model` must be one of {tuple(models)} for this script. "
+            f"Received: --model={model}."
+        )
+    if FLAGS.method != "dense" and not 0.0 <= FLAGS.sparsity < 1.0:
+        raise app.UsageError(
+            "`--sparsity` must be in [0, 1). "
+            f"Received: --sparsity={FLAGS.sparsity}."
+        )
+    base = dict(defaults)
+    if FLAGS.smoke:
+        base.update(SMOKE)
+
+    def pick(name):
+        value = getattr(FLAGS, name)
+        return base.get(name) if value is None else value
+
+    config = {
+        "dataset": dataset,
+        "model": model,
+        "method": FLAGS.method,
+        "sparsity": 0.0 if FLAGS.method == "dense" else FLAGS.sparsity,
+        "distribution": FLAGS.distribution,
+        "epochs": pick("epochs"),
+        "batch_size": pick("batch_size"),
+        "learning_rate": pick("learning_rate"),
+        "weight_decay": pick("weight_decay"),
+        "update_interval": pick("update_interval"),
+        "seed": FLAGS.seed,
+        "smoke": FLAGS.smoke,
+        "output_dir": FLAGS.output_dir,
+        "verbose": FLAGS.verbose,
+    }
+    if FLAGS.method == "sup_tickets":
+        config.update(
+            num_tickets=FLAGS.num_tickets,
+            cyclic_fraction=FLAGS.cyclic_fraction,
+            sup_growth=FLAGS.sup_growth,
+        )
+    for name in ("train_size", "test_size"):
+        if name in base:
+            config[name] = base[name]
+    return config
+
+
+# -- layers ------------------------------------------------------------------
+
+
+def layer_classes(config):
+    """(Dense, Conv2D) constructors for the run's method.
+
+    `dense` uses plain Keras layers: the baseline pays nothing for masks.
+    Sparse methods use keras_dst's layers; only gradient and momentum
+    growth need the dense-gradient probe (`dense_gradient=True`).
+    """
+    method = config["method"]
+    if method == "dense":
+        return keras.layers.Dense, keras.layers.Conv2D
+    probe = method in GRADIENT_METHODS or (
+        method == "sup_tickets" and config["sup_growth"] == "gradient"
+    )
+    return (
+        functools.partial(keras_dst.layers.SparseDense, dense_gradient=probe),
+        functools.partial(keras_dst.layers.SparseConv2D, dense_gradient=probe),
+    )
+
+
+def l2(config):
+    """The weight-decay regularizer: L2 with gradient `weight_decay * w`.
+
+    keras's `L2(l)` adds `l * sum(w**2)`, whose gradient is `2 * l * w`,
+    so `l = weight_decay / 2` reproduces torch.optim.SGD's (coupled)
+    `weight_decay`, which the reference implementations use.
+    """
+    decay = config["weight_decay"]
+    return keras.regularizers.L2(decay / 2.0) if decay else None
+
+
+# -- optimizer ---------------------------------------------------------------
+
+
+def step_decay(learning_rate, decay_steps):
+    """LR x0.1 at 50% and 75% of `decay_steps` optimizer steps."""
+    boundaries = [max(1, int(0.5 * decay_steps))]
+    boundaries.append(max(boundaries[0] + 1, int(0.75 * decay_steps)))
+    values = [learning_rate, learning_rate * 0.1, learning_rate * 0.01]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(config, steps_per_epoch):
+    """SGD, momentum 0.9, Nesterov, with the step decay.
+
+    For sup_tickets the decay spans the DST phase only (as in the
+    Sup-tickets reference code): the cyclic phase then starts at the final
+    rate, which is the low end of its cycles.
+    """
+    total = config["epochs"] * steps_per_epoch
+    if config["method"] == "sup_tickets":
+        total = sup_tickets_start(config, steps_per_epoch)
+    return keras.optimizers.SGD(
+        step_decay(config["learning_rate"], total),
+        momentum=0.9,
+        nesterov=True,
+    )
+
+
+def sup_tickets_start(config, steps_per_epoch):
+    """Optimizer step where SupTickets' cyclic phase begins."""
+    epochs = config["epochs"]
+    cyclic = max(1, int(round(config["cyclic_fraction"] * epochs)))
+    cyclic_steps = cyclic * steps_per_epoch
+    cycle = cyclic_steps // config["num_tickets"]
+    return epochs * steps_per_epoch - cycle * config["num_tickets"]
+
+
+# -- methods -----------------------------------------------------------------
+
+
+def make_callback(config, recalibration_data=None):
+    """The keras_dst callback for `config["method"]` (None for dense).
+
+    `update_interval` None keeps each preset's own ΔT.
+    """
+    method = config["method"]
+    if method == "dense":
+        return None
+    shared = {
+        "distribution": config["distribution"],
+        "seed": config["seed"],
+    }
+    interval = config["update_interval"]
+    if interval is not None:
+        shared["update_interval"] = interval
+    sparsity = config["sparsity"]
+    if method == "static":
+        shared.pop("update_interval", None)
+        return keras_dst.Static(sparsity, **shared)
+    if method == "set":
+        return keras_dst.SET(sparsity, **shared)
+    if method == "rigl":
+        return keras_dst.RigL(sparsity, **shared)
+    if method == "snfs":
+        return keras_dst.SNFS(sparsity, **shared)
+    if method == "itop_set":
+        return keras_dst.ITOP(sparsity, growth="random", **shared)
+    if method == "itop_rigl":
+        return keras_dst.ITOP(sparsity, growth="gradient", **shared)
+    if method == "sup_tickets":
+        # The cycles run from the step decay's final rate (lr / 100) up to
+        # 5x that, the reference's ratio (CIFAR: 1e-3 -> 5e-3).
+        lr_low = config["learning_rate"] * 0.01
+        base = keras_dst.ITOP(sparsity, growth=config["sup_growth"], **shared)
+        return keras_dst.SupTickets(
+            base,
+            num_tickets=config["num_tickets"],
+            cyclic_fraction=config["cyclic_fraction"],
+            lr_low=lr_low,
+            lr_high=5 * lr_low,
+            recalibration_data=recalibration_data,
+        )
+    if method == "gmp":
+        return GradualMagnitudePruning(
+            sparsity,
+            distribution=config["distribution"],
+            update_interval=interval or 100,
+        )
+    raise ValueError(f"Unknown method {method!r}.")
+
+
+class GradualMagnitudePruning(keras.callbacks.Callback):
+    """Dense-to-sparse gradual magnitude pruning (GMP) on keras_dst layers.
+
+    Starts from dense masks and, every `update_interval` optimizer steps
+    from `begin` to `end` (fractions of training), prunes each sparse layer
+    by magnitude to Zhu & Gupta's cubic schedule
+
+        s_t = s_f * (1 - (1 - (t - t0) / (n * ΔT)) ** 3),   t0 <= t,
+
+    where `t` counts optimizer steps from 0, `t0 = begin * total steps`,
+    `s_f` is the layer's final sparsity from the global `sparsity` and
+    `distribution` (keras_dst's exact-count allocation) and `t0 + n * ΔT`
+    is the last pruning step before `end`: that step prunes each layer to
+    exactly its allocated count. Pruned weights are set to
+    exactly 0 (`set_mask`) and their optimizer slots (momentum) are reset,
+    so they stay 0 afterwards. Epoch logs gain `sparsity` and `itop_rate`
+    (1.0: every weight was active at the start).
+
+    Reference:
+        - [Zhu & Gupta, 2017](https://arxiv.org/abs/1710.01878)
+    """
+
+    def __init__(
+        self,
+        sparsity,
+        distribution="erk",
+        begin=GMP_BEGIN,
+        end=GMP_END,
+        update_interval=100,
+    ):
+        super().__init__()
+        if not 0.0 <= begin <= end <= 1.0:
+            raise ValueError(
+                "`begin` and `end` must satisfy 0 <= begin <= end <= 1. "
+                f"Received: begin={begin}, end={end}."
+            )
+        if update_interval < 1:
+            raise ValueError(
+                "`update_interval` must be an int >= 1. "
+                f"Received: update_interval={update_interval}."
+            )
+        self.sparsity_target = sparsity
+        self.distribution = distribution
+        self.begin, self.end = begin, end
+        self.update_interval = int(update_interval)
+        self.layers = []
+        self.history = []
+
+    @property
+    def sparsity(self):
+        active = sum(int(layer.get_mask().sum()) for layer in self.layers)
+        total = sum(
+            int(np.prod(layer.kernel_mask.shape)) for layer in self.layers
+        )
+        return 1.0 - active / total
+
+    @property
+    def itop_rate(self):
+        return 1.0
+
+    def on_train_begin(self, logs=None):
+        self.layers = keras_dst.sparse_layers(self.model)
+        if not self.layers:
+            raise ValueError("GMP needs a model with keras_dst sparse layers.")
+        shapes = {
+            layer.path: tuple(layer.kernel_variable.shape)
+            for layer in self.layers
+        }
+        self.targets = allocate(shapes, self.sparsity_target, self.distribution)
+        total = self.params["epochs"] * self.params["steps"]
+        t0, t_end = int(self.begin * total), int(self.end * total)
+        n = max(0, (t_end - t0) // self.update_interval)
+        self.n = n
+        self.steps = [t0 + k * self.update_interval for k in range(n + 1)]
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._next = sum(1 for s in self.steps if s < step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_step = int(
+            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        )
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch_step + batch
+        if self._next >= len(self.steps) or step < self.steps[self._next]:
+            return
+        while self._next < len(self.steps) and self.steps[self._next] <= step:
+            self._next += 1
+        k = self._next - 1
+        self.prune(k / self.n if self.n else 1.0, step)
+
+    def prune(self, fraction, step):
+        """Prunes every layer to its schedule value at `fraction` in [0, 1]."""
+        optimizer = self.model.optimizer
+        for layer in self.layers:
+            target = self.targets[layer.path]
+            sparsity = target * (1.0 - (1.0 - fraction) ** 3)
+            mask = layer.get_mask().reshape(-1).astype(bool)
+            keep = active_count(mask.size, sparsity)
+            if keep >= mask.sum():
+                continue
+            kernel = layer.kernel_variable
+            weights = keras.ops.convert_to_numpy(kernel.value).reshape(-1)
+            score = np.where(mask, np.abs(weights), -1.0)
+            new = np.zeros(mask.size, bool)
+            new[np.argpartition(-score, keep - 1)[:keep]] = True
+            new = new.reshape(kernel.shape)
+            layer.set_mask(new.astype("uint8"))
+            layer.sparsity = target if fraction >= 1.0 else sparsity
+            for slot in slot_variables(optimizer, kernel):
+                values = keras.ops.convert_to_numpy(slot.value)
+                slot.assign(np.where(new, values, 0.0).astype(values.dtype))
+        self.history.append({"step": int(step), "fraction": float(fraction)})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["itop_rate"] = self.itop_rate
+            logs["sparsity"] = self.sparsity
+
+
+# -- running -----------------------------------------------------------------
+
+
+def run_name(config):
+    sparsity = (
+        f"_s{config['sparsity']:g}" if config["method"] != "dense" else ""
+    )
+    return (
+        f"{config['dataset']}_{config['model']}_{config['method']}"
+        f"{sparsity}_seed{config['seed']}"
+    )
+
+
+def versions():
+    out = {"python": platform.python_version()}
+    for name in ("keras", "numpy", "tensorflow", "jax", "jaxlib", "absl-py"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    out["keras_dst"] = keras_dst.__version__
+    return out
+
+
+def network_parameters(model):
+    """Trainable parameters of the network (dense count), without
+    keras_dst's bookkeeping variables (masks, gradient probes)."""
+    probes = {
+        id(layer.kernel_gradient) for layer in keras_dst.sparse_layers(model)
+    }
+    return int(
+        sum(
+            np.prod(w.shape)
+            for w in model.trainable_weights
+            if id(w) not in probes
+        )
+    )
+
+
+def kernel_zero_fraction(model):
+    """Fraction of exact zeros over every Dense / Conv kernel, stored.
+
+    Independent of the masks: counts the stored weights themselves.
+    """
+    zeros = total = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
+            continue
+        if isinstance(layer, SparseLayer):
+            kernel = layer.kernel_variable  # raw weights, not kernel * mask
+        else:
+            kernel = layer.kernel
+        values = keras.ops.convert_to_numpy(kernel)
+        zeros += int(values.size - np.count_nonzero(values))
+        total += int(values.size)
+    return zeros / total if total else 0.0
+
+
+def train_and_report(model, callback, train, test, config, fit_kwargs=None):
+    """Fits, evaluates, saves the model and the JSON summary; prints them.
+
+    Args:
+        model: a compiled model.
+        callback: the method's callback or None.
+        train: `(x, y)` arrays or a `keras.utils.PyDataset`.
+        test: `(x, y)` arrays.
+        config: from `resolve_config`.
+        fit_kwargs: more `fit` arguments.
+
+    Returns:
+        `(model, summary)`; the summary is also at `summary["files"]`.
+    """
+    callbacks = [callback] if callback is not None else []
+    kwargs = dict(
+        epochs=config["epochs"], callbacks=callbacks, verbose=config["verbose"]
+    )
+    if isinstance(train, tuple):
+        kwargs.update(x=train[0], y=train[1], batch_size=config["batch_size"])
+    else:
+        kwargs.update(x=train)
+    kwargs.update(fit_kwargs or {})
+    start = time.time()
+    history = model.fit(**kwargs)
+    train_time = time.time() - start
+    loss, accuracy = model.evaluate(test[0], test[1], batch_size=256, verbose=0)
+    report = keras_dst.sparsity_report(model)
+    if callback is None:
+        itop_rate = 1.0
+    else:
+        itop_rate = float(callback.itop_rate)
+    summary = {
+        "name": run_name(config),
+        "config": config,
+        "test_accuracy": float(accuracy),
+        "test_loss": float(loss),
+        "sparsity": float(report["total"]["sparsity"]),
+        "sparsity_target": config["sparsity"],
+        "kernel_zero_fraction": kernel_zero_fraction(model),
+        "itop_rate": itop_rate,
+        "active_weights": int(report["total"]["active"]),
+        "sparse_weights": int(report["total"]["size"]),
+        "parameters": network_parameters(model),
+        "layers": [
+            {k: r[k] for k in ("path", "shape", "active", "sparsity")}
+            for r in report["layers"]
+        ],
+        "history": {
+            k: [float(v) for v in values]
+            for k, values in history.history.items()
+        },
+        "train_time_s": train_time,
+        "wall_time_s": time.time() - start,
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "command": " ".join(sys.argv),
+    }
+    updater = getattr(callback, "updater", None) or getattr(
+        getattr(callback, "base", None), "updater", None
+    )
+    if updater is not None:
+        summary["updates"] = len(updater.history)
+    if isinstance(callback, GradualMagnitudePruning):
+        summary["updates"] = len(callback.history)
+    if isinstance(callback, keras_dst.SupTickets):
+        summary["tickets"] = callback.tickets
+        summary["superposed"] = callback.superposed
+
+    os.makedirs(config["output_dir"], exist_ok=True)
+    stem = os.path.join(config["output_dir"], summary["name"])
+    summary["files"] = {"model": stem + ".keras", "summary": stem + ".json"}
+    model.save(summary["files"]["model"])
+    with open(summary["files"]["summary"], "w") as f:
+        json.dump(summary, f, indent=2, default=_json_default)
+
+    print(
+        f"\n{summary['name']} ({summary['backend']}, "
+        f"{train_time:.0f} s training)"
+    )
+    if report["layers"]:
+        keras_dst.summary(model)
+    print(f"test accuracy: {accuracy:.4f}")
+    print(f"final sparsity: {summary['sparsity']:.4f}")
+    print(f"R_s (in-time over-parameterization rate): {itop_rate:.4f}")
+    print(f"model: {summary['files']['model']}")
+    print(f"summary: {summary['files']['summary']}")
+    return model, summary
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def smoke_images(shape, classes, train_size, test_size, seed):
+    """Generated uint8 images and int labels for --smoke runs."""
+    rng = np.random.default_rng(seed)
+    n = train_size + test_size
+    x = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    y = rng.integers(0, classes, size=n).astype("int32")
+    return (x[:train_size], y[:train_size]), (x[train_size:], y[train_size:])
