@@ -270,5 +270,45 @@ class SupTicketsTest(TestCase):
             self.run_sup(cyclic_epochs=6)
 
 
+class GlobalReprunePreferenceTest(TestCase):
+    def test_zero_ties_go_to_preferred_positions(self):
+        kernels = [np.array([[0.0, 2.0], [0.0, 0.0]]), np.array([0.0, -1.0])]
+        prefer = [
+            np.array([[False, True], [False, True]]),
+            np.array([False, True]),
+        ]
+        masks = keras_dst.superposition.global_magnitude_masks(
+            kernels, 3, prefer=prefer
+        )
+        np.testing.assert_array_equal(masks[0], [[False, True], [False, True]])
+        np.testing.assert_array_equal(masks[1], [False, True])
+
+    def test_superposition_never_raises_r_s(self):
+        # Dead ReLU units leave active weights at exactly 0, so the average
+        # has fewer non-zeros than the budget: the fill must reuse the last
+        # ticket's positions, not never-active ones.
+        keras.utils.set_random_seed(0)
+        x = np.random.rand(512, 20).astype("float32")
+        y = np.random.randint(0, 3, 512)
+        model = keras.Sequential(
+            [
+                keras.Input((20,)),
+                keras_dst.layers.SparseDense(64, activation="relu"),
+                keras_dst.layers.SparseDense(3),
+            ]
+        )
+        model.compile(
+            keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy"
+        )
+        sup = keras_dst.SupTickets(
+            keras_dst.SET(0.9, update_interval=4, seed=0),
+            num_tickets=3,
+            cyclic_epochs=3,
+        )
+        model.fit(x, y, batch_size=64, epochs=6, verbose=0, callbacks=[sup])
+        self.assertEqual(sup.itop_rate, sup.tickets[-1]["itop_rate"])
+        self.assertModelExactSparsity(model)
+
+
 if __name__ == "__main__":
     absltest.main()

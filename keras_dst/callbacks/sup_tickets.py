@@ -417,7 +417,11 @@ class SupTickets(keras.callbacks.Callback):
             self._average[index[id(layer.kernel_variable)]] for layer in layers
         ]
         union = sum(int(np.count_nonzero(k)) for k in kernels)
-        masks = global_magnitude_masks(kernels, budget)
+        # Ties at zero go to the last ticket's positions, so R_s never
+        # grows through the re-prune.
+        masks = global_magnitude_masks(
+            kernels, budget, prefer=self.base.updater.masks
+        )
         skip = {
             id(variable)
             for layer in layers

@@ -31,12 +31,16 @@ def cima(average, ticket, k):
 AVERAGES = {"caa": caa, "cima": cima}
 
 
-def global_magnitude_masks(kernels, budget):
+def global_magnitude_masks(kernels, budget, prefer=None):
     """Masks keeping the `budget` largest |w| over all `kernels` together.
 
     Args:
         kernels: list of arrays.
         budget: total number of active entries to keep.
+        prefer: optional list of bool arrays (e.g. the current masks): among
+            entries of equal |w| (in practice: exact zeros, when the
+            average has fewer non-zeros than the budget) these come first,
+            so the fill never picks positions that were never active.
 
     Returns:
         list of bool arrays of the kernels' shapes, with exactly `budget`
@@ -49,7 +53,15 @@ def global_magnitude_masks(kernels, budget):
         )
     keep = np.zeros(flat.size, dtype=bool)
     if budget:
-        keep[np.argpartition(-flat, budget - 1)[:budget]] = True
+        nonzero = np.flatnonzero(flat)
+        if prefer is None or nonzero.size >= budget:
+            keep[np.argpartition(-flat, budget - 1)[:budget]] = True
+        else:  # every non-zero, then preferred zeros, then the rest
+            keep[nonzero] = True
+            preferred = np.concatenate([np.reshape(p, -1) for p in prefer])
+            zeros = np.flatnonzero(flat == 0)
+            order = np.argsort(~preferred[zeros], kind="stable")
+            keep[zeros[order[: budget - nonzero.size]]] = True
     masks, start = [], 0
     for k in kernels:
         masks.append(keep[start : start + k.size].reshape(k.shape))
