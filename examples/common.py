@@ -28,7 +28,6 @@ from absl import app
 from absl import flags
 
 import keras_dst
-from keras_dst.callbacks.optimizer_slots import slot_variables
 from keras_dst.layers import SparseLayer
 from keras_dst.masks import active_count
 from keras_dst.masks import allocate
@@ -236,11 +235,12 @@ def make_optimizer(config, steps_per_epoch):
 
 def sup_tickets_start(config, steps_per_epoch):
     """Optimizer step where SupTickets' cyclic phase begins."""
-    epochs = config["epochs"]
-    cyclic = max(1, int(round(config["cyclic_fraction"] * epochs)))
-    cyclic_steps = cyclic * steps_per_epoch
-    cycle = cyclic_steps // config["num_tickets"]
-    return epochs * steps_per_epoch - cycle * config["num_tickets"]
+    phases = keras_dst.SupTickets(
+        keras_dst.Static(0.5),
+        num_tickets=config["num_tickets"],
+        cyclic_fraction=config["cyclic_fraction"],
+    ).phases(config["epochs"], steps_per_epoch)
+    return phases[0]
 
 
 # -- methods -----------------------------------------------------------------
@@ -404,11 +404,8 @@ class GradualMagnitudePruning(keras.callbacks.Callback):
             new = np.zeros(mask.size, bool)
             new[np.argpartition(-score, keep - 1)[:keep]] = True
             new = new.reshape(kernel.shape)
-            layer.set_mask(new.astype("uint8"))
+            layer.set_mask(new.astype("uint8"), optimizer=optimizer)
             layer.sparsity = target if fraction >= 1.0 else sparsity
-            for slot in slot_variables(optimizer, kernel):
-                values = keras.ops.convert_to_numpy(slot.value)
-                slot.assign(np.where(new, values, 0.0).astype(values.dtype))
         self.history.append({"step": int(step), "fraction": float(fraction)})
 
     def on_epoch_end(self, epoch, logs=None):

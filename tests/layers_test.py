@@ -454,6 +454,25 @@ class SparseLayersTest(TestCase):
         kernel = self.to_numpy(layer.kernel_variable)
         np.testing.assert_array_equal(kernel, before * mask)
 
+    def test_set_mask_with_optimizer_resets_slots(self):
+        # Pruning mid-training: without the slot reset, leftover momentum
+        # moves just-masked weights off zero at the next step.
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 8)).astype("float32")
+        y = rng.integers(0, 2, 64)
+        model = keras.Sequential([keras.Input((8,)), sparse.SparseDense(2)])
+        model.compile(
+            keras.optimizers.SGD(0.1, momentum=0.9),
+            "sparse_categorical_crossentropy",
+        )
+        model.fit(x, y, batch_size=16, verbose=0)
+        layer = model.layers[0]
+        mask = np.ones((8, 2), "uint8")
+        mask[:4] = 0
+        layer.set_mask(mask, optimizer=model.optimizer)
+        model.fit(x, y, batch_size=16, verbose=0)
+        self.assertExactSparsity(layer, 8)
+
     def test_lora_and_quantize_refused(self):
         layer = sparse.SparseDense(3)
         layer(np.ones((1, 4), "float32"))

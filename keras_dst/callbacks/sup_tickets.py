@@ -211,8 +211,20 @@ class SupTickets(keras.callbacks.Callback):
     # -- phases -------------------------------------------------------------
 
     def _phases(self):
-        epochs = (self.params or {}).get("epochs")
-        steps = (self.params or {}).get("steps")
+        return self.phases(
+            (self.params or {}).get("epochs"), (self.params or {}).get("steps")
+        )
+
+    def phases(self, epochs, steps_per_epoch):
+        """Where the cycles fall in a `fit` of `epochs` x `steps_per_epoch`.
+
+        Returns:
+            `(start, cycle, total)`: the first step of the cyclic phase,
+            the steps per cycle and the total steps, counted from the `fit`
+            call's epoch 0 (e.g. to end a base learning-rate schedule where
+            the cycles begin).
+        """
+        steps = steps_per_epoch
         if not epochs or not steps:
             raise ValueError(
                 "SupTickets needs the number of epochs and steps per epoch; "

@@ -207,15 +207,21 @@ class SparseLayer:
                 reset_explored=True,
             )
 
-    def set_mask(self, mask, reset_explored=False):
+    def set_mask(self, mask, reset_explored=False, optimizer=None):
         """Sets the mask and zeroes the kernel where the mask is 0.
 
         The mask is added to ``kernel_explored`` (the union of masks so
         far), or replaces it if ``reset_explored`` (a new run's first mask).
 
+        Pass the model's ``optimizer`` when it already has state (e.g.
+        pruning during training): its slots (momentum, Adam moments, ...)
+        are zeroed where the mask is 0. Without it, a later step can move
+        a just-masked weight off zero through its leftover momentum.
+
         Args:
             mask: array of the kernel's shape with values in {0, 1}.
             reset_explored: restart the explored union from this mask.
+            optimizer: `None` or the optimizer whose slots to reset.
         """
         mask = np.asarray(mask)
         shape = tuple(self.kernel_variable.shape)
@@ -240,6 +246,12 @@ class SparseLayer:
                 ops.zeros((), kernel.dtype),
             )
         )
+        if optimizer is not None:
+            from keras_dst.callbacks.optimizer_slots import slot_variables
+
+            for slot in slot_variables(optimizer, kernel):
+                values = keras.ops.convert_to_numpy(slot.value)
+                slot.assign(np.where(mask, values, 0).astype(values.dtype))
 
     def get_mask(self):
         """Returns the mask as a numpy ``uint8`` array."""
