@@ -10,7 +10,7 @@ Methods (`--method`): dense (plain Keras layers, no callback), static,
 set, rigl, itop_set (`keras_dst.ITOP(growth="random")`), itop_rigl
 (`ITOP(growth="gradient")`), snfs, sup_tickets (`keras_dst.SupTickets` over
 ITOP, BatchNorm recalibrated on the training images) and gmp (dense-to-sparse
-gradual magnitude pruning, `examples/common.py`). `--sparsity` and
+gradual magnitude pruning, `keras_dst.GMP`). `--sparsity` and
 `--distribution` (erk, er, uniform) set the budget over every conv and
 dense kernel; `--update_interval` overrides each method's ΔT (default: the
 presets', i.e. the reference values for batch 128).

@@ -6,9 +6,7 @@ data and models. Everything else lives here, once:
 * the flags both scripts take (defined here, once, so that one process can
   import both scripts, as the tests do, without a `DuplicateFlagError`);
 * `--method` -> the layers to build with and the keras_dst callback;
-* `GradualMagnitudePruning`, the dense-to-sparse GMP baseline (Zhu & Gupta,
-  2017) written on keras_dst's public layer API (keras_dst has no GMP
-  callback of its own);
+* the dense-to-sparse GMP baseline (`keras_dst.GMP`, Zhu & Gupta, 2017);
 * SGD with step decay and L2 weight decay;
 * training, evaluation, the `.keras` file and the JSON summary.
 """
@@ -29,8 +27,6 @@ from absl import flags
 
 import keras_dst
 from keras_dst.layers import SparseLayer
-from keras_dst.masks import active_count
-from keras_dst.masks import allocate
 
 METHODS = (
     "dense",
@@ -106,9 +102,6 @@ SMOKE = {
     "batch_size": 32,
     "update_interval": 2,
 }
-
-# GMP schedule (Zhu & Gupta, 2017): prune from 10% to 75% of training.
-GMP_BEGIN, GMP_END = 0.1, 0.75
 
 
 def resolve_config(dataset, default_model, models, defaults):
@@ -289,129 +282,12 @@ def make_callback(config, recalibration_data=None):
             recalibration_data=recalibration_data,
         )
     if method == "gmp":
-        return GradualMagnitudePruning(
+        return keras_dst.GMP(
             sparsity,
             distribution=config["distribution"],
             update_interval=interval or 100,
         )
     raise ValueError(f"Unknown method {method!r}.")
-
-
-class GradualMagnitudePruning(keras.callbacks.Callback):
-    """Dense-to-sparse gradual magnitude pruning (GMP) on keras_dst layers.
-
-    Starts from dense masks and, every `update_interval` optimizer steps
-    from `begin` to `end` (fractions of training), prunes each sparse layer
-    by magnitude to Zhu & Gupta's cubic schedule
-
-        s_t = s_f * (1 - (1 - (t - t0) / (n * ΔT)) ** 3),   t0 <= t,
-
-    where `t` counts optimizer steps from 0, `t0 = begin * total steps`,
-    `s_f` is the layer's final sparsity from the global `sparsity` and
-    `distribution` (keras_dst's exact-count allocation) and `t0 + n * ΔT`
-    is the last pruning step before `end`: that step prunes each layer to
-    exactly its allocated count. Pruned weights are set to
-    exactly 0 (`set_mask`) and their optimizer slots (momentum) are reset,
-    so they stay 0 afterwards. Epoch logs gain `sparsity` and `itop_rate`
-    (1.0: every weight was active at the start).
-
-    Reference:
-        - [Zhu & Gupta, 2017](https://arxiv.org/abs/1710.01878)
-    """
-
-    def __init__(
-        self,
-        sparsity,
-        distribution="erk",
-        begin=GMP_BEGIN,
-        end=GMP_END,
-        update_interval=100,
-    ):
-        super().__init__()
-        if not 0.0 <= begin <= end <= 1.0:
-            raise ValueError(
-                "`begin` and `end` must satisfy 0 <= begin <= end <= 1. "
-                f"Received: begin={begin}, end={end}."
-            )
-        if update_interval < 1:
-            raise ValueError(
-                "`update_interval` must be an int >= 1. "
-                f"Received: update_interval={update_interval}."
-            )
-        self.sparsity_target = sparsity
-        self.distribution = distribution
-        self.begin, self.end = begin, end
-        self.update_interval = int(update_interval)
-        self.layers = []
-        self.history = []
-
-    @property
-    def sparsity(self):
-        active = sum(int(layer.get_mask().sum()) for layer in self.layers)
-        total = sum(
-            int(np.prod(layer.kernel_mask.shape)) for layer in self.layers
-        )
-        return 1.0 - active / total
-
-    @property
-    def itop_rate(self):
-        return 1.0
-
-    def on_train_begin(self, logs=None):
-        self.layers = keras_dst.sparse_layers(self.model)
-        if not self.layers:
-            raise ValueError("GMP needs a model with keras_dst sparse layers.")
-        shapes = {
-            layer.path: tuple(layer.kernel_variable.shape)
-            for layer in self.layers
-        }
-        self.targets = allocate(shapes, self.sparsity_target, self.distribution)
-        total = self.params["epochs"] * self.params["steps"]
-        t0, t_end = int(self.begin * total), int(self.end * total)
-        n = max(0, (t_end - t0) // self.update_interval)
-        self.n = n
-        self.steps = [t0 + k * self.update_interval for k in range(n + 1)]
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self._next = sum(1 for s in self.steps if s < step)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_step = int(
-            keras.ops.convert_to_numpy(self.model.optimizer.iterations)
-        )
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self._epoch_step + batch
-        if self._next >= len(self.steps) or step < self.steps[self._next]:
-            return
-        while self._next < len(self.steps) and self.steps[self._next] <= step:
-            self._next += 1
-        k = self._next - 1
-        self.prune(k / self.n if self.n else 1.0, step)
-
-    def prune(self, fraction, step):
-        """Prunes every layer to its schedule value at `fraction` in [0, 1]."""
-        optimizer = self.model.optimizer
-        for layer in self.layers:
-            target = self.targets[layer.path]
-            sparsity = target * (1.0 - (1.0 - fraction) ** 3)
-            mask = layer.get_mask().reshape(-1).astype(bool)
-            keep = active_count(mask.size, sparsity)
-            if keep >= mask.sum():
-                continue
-            kernel = layer.kernel_variable
-            weights = keras.ops.convert_to_numpy(kernel.value).reshape(-1)
-            score = np.where(mask, np.abs(weights), -1.0)
-            new = np.zeros(mask.size, bool)
-            new[np.argpartition(-score, keep - 1)[:keep]] = True
-            new = new.reshape(kernel.shape)
-            layer.set_mask(new.astype("uint8"), optimizer=optimizer)
-            layer.sparsity = target if fraction >= 1.0 else sparsity
-        self.history.append({"step": int(step), "fraction": float(fraction)})
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["itop_rate"] = self.itop_rate
-            logs["sparsity"] = self.sparsity
 
 
 # -- running -----------------------------------------------------------------
@@ -535,7 +411,7 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
     )
     if updater is not None:
         summary["updates"] = len(updater.history)
-    if isinstance(callback, GradualMagnitudePruning):
+    if isinstance(callback, keras_dst.GMP):
         summary["updates"] = len(callback.history)
     if isinstance(callback, keras_dst.SupTickets):
         summary["tickets"] = callback.tickets

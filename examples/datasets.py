@@ -21,6 +21,18 @@ def _read_idx(path):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def random_subset(x, y, size, seed):
+    """`size` random examples of `(x, y)` in their original order.
+
+    The same `(size, seed)` picks the same examples in every process and
+    backend (numpy only), so runs compared with each other, the tfmot
+    baseline's included, train on identical images.
+    """
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.permutation(len(x))[:size])
+    return x[keep], y[keep]
+
+
 def load_fashion_mnist():
     """((x_train, y_train), (x_test, y_test)), uint8 images 28x28.
 

@@ -11,7 +11,7 @@ set, rigl, itop_set (`keras_dst.ITOP(growth="random")`), itop_rigl
 (`ITOP(growth="gradient")`), snfs, sup_tickets (`keras_dst.SupTickets` over
 ITOP; for the CNN its BatchNorm statistics are recalibrated on the training
 images) and gmp (dense-to-sparse gradual magnitude pruning,
-`examples/common.py`). `--sparsity` and `--distribution` (erk, er, uniform)
+`keras_dst.GMP`). `--sparsity` and `--distribution` (erk, er, uniform)
 set the budget over every dense and conv kernel.
 
 Models:
@@ -48,12 +48,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from examples import common  # noqa: E402
 from examples.datasets import load_fashion_mnist  # noqa: E402
+from examples.datasets import random_subset  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer(
@@ -88,11 +88,10 @@ def load_data(config):
             config["seed"],
         )
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist()
-    subset = config["train_subset"]
-    if subset:
-        rng = np.random.default_rng(config["seed"])
-        keep = np.sort(rng.permutation(len(x_train))[:subset])
-        x_train, y_train = x_train[keep], y_train[keep]
+    if config["train_subset"]:
+        x_train, y_train = random_subset(
+            x_train, y_train, config["train_subset"], config["seed"]
+        )
     return (
         (x_train[..., None], y_train.astype("int32")),
         (x_test[..., None], y_test.astype("int32")),

@@ -3,6 +3,7 @@
 from keras_dst import layers
 from keras_dst import masks
 from keras_dst import schedules
+from keras_dst.callbacks import GMP
 from keras_dst.callbacks import ITOP
 from keras_dst.callbacks import SET
 from keras_dst.callbacks import SNFS

@@ -3,6 +3,7 @@
 from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
+from keras_dst.callbacks.gmp import GMP
 from keras_dst.callbacks.itop import ITOP
 from keras_dst.callbacks.rigl import RigL
 from keras_dst.callbacks.set import SET

@@ -1,0 +1,108 @@
+"""Provenance of a benchmark run: versions, machine, git state, command.
+
+Shared by the benchmark scripts so that every results file records the
+same facts the same way.
+"""
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DISTRIBUTIONS = (
+    "keras",
+    "tensorflow",
+    "jax",
+    "jaxlib",
+    "numpy",
+    "keras-dst",
+)
+
+
+def versions(distributions=DISTRIBUTIONS):
+    """Python's and each distribution's version (None: not installed)."""
+    out = {"python": platform.python_version()}
+    for dist in distributions:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def machine_info(devices=False):
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_available"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["mem_total"] = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if not devices:
+        return info
+    try:
+        import jax
+
+        info["jax_devices"] = [str(d) for d in jax.devices()]
+    except Exception:  # noqa: BLE001 - informative only
+        pass
+    return info
+
+
+def git_info():
+    def git(*cmd):
+        try:
+            return subprocess.run(
+                ["git", *cmd],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--", "keras_dst")
+    out = {
+        "commit": commit and commit.strip(),
+        "keras_dst_dirty": bool(dirty),
+    }
+    if dirty:
+        # Identifies the uncommitted library code the runs used.
+        diff = git("diff", "HEAD", "--", "keras_dst") or ""
+        out["keras_dst_diff_sha1"] = hashlib.sha1(diff.encode()).hexdigest()
+    return out
+
+
+THREAD_ENV = (
+    "KERAS_BACKEND",
+    "XLA_FLAGS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+def command_line():
+    """The exact command: environment, CPU pinning, arguments."""
+    env = [f"{k}={os.environ[k]}" for k in THREAD_ENV if os.environ.get(k)]
+    argv = ["python", *sys.argv]
+    cpus = sorted(getattr(os, "sched_getaffinity", lambda _: [])(0))
+    if cpus and len(cpus) < (os.cpu_count() or 0):
+        pin = ["taskset", "-c", ",".join(map(str, cpus))]
+        return shlex.join(pin + (["env", *env] if env else []) + argv)
+    return shlex.join(env + argv)

@@ -1,0 +1,208 @@
+"""`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
+
+import numbers
+
+import keras
+
+from keras_dst.callbacks.dynamic_sparsity_callback import _check_fraction
+from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.callbacks.sparse_updater import to_numpy
+from keras_dst.criteria.prune import magnitude_score
+from keras_dst.criteria.prune import prune
+from keras_dst.layers.sparse_layer import validate_sparsity
+from keras_dst.masks.distributions import DISTRIBUTIONS
+from keras_dst.masks.distributions import allocate
+from keras_dst.masks.initial_masks import active_count
+from keras_dst.masks.model_masks import require_sparse_layers
+from keras_dst.schedules.gradual_sparsity import cubic_sparsity
+from keras_dst.utils.model_walk import resolve_layer_map
+
+
+class GMP(keras.callbacks.Callback):
+    """Gradual magnitude pruning (Zhu & Gupta, 2017), dense to sparse.
+
+    The dense-to-sparse baseline of the DST papers. Masks start dense;
+    every `update_interval` optimizer steps from `begin` to `end`
+    (fractions of the `fit` call's steps) each sparse layer is pruned by
+    magnitude to the cubic schedule
+
+        s_t = s_f * (1 - (1 - (t - t0) / (n * ΔT)) ** 3),
+
+    `t0 = begin * total`, `t0 + n * ΔT` the last pruning step before `end`,
+    where every layer reaches exactly its final count `s_f` from the global
+    `sparsity` and `distribution` (the same allocation as the DST
+    callbacks). Pruned weights and their optimizer slots are set to exactly
+    0, so they stay 0. Weights are never regrown: R_s is 1 (every weight
+    was active at the start). Epoch logs gain `sparsity` and `itop_rate`.
+
+    The schedule depends only on the optimizer step and pruning to a count
+    is idempotent, so a resumed run (see `DynamicSparsityCallback`) prunes
+    exactly as an uninterrupted one.
+
+    Args:
+        sparsity: final global sparsity in [0, 1).
+        distribution: `"erk"` (default), `"er"`, `"uniform"` or a custom
+            `{layer name: sparsity}` map.
+        begin, end: start and end of pruning, fractions of training,
+            0 <= begin <= end <= 1 (default 0.1 and 0.75).
+        update_interval: optimizer steps between pruning steps (ΔT), > 0.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=10, callbacks=[keras_dst.GMP(0.9)])
+    ```
+
+    Reference:
+        - [Zhu & Gupta, 2017](https://arxiv.org/abs/1710.01878)
+    """
+
+    def __init__(
+        self,
+        sparsity,
+        distribution="erk",
+        begin=0.1,
+        end=0.75,
+        update_interval=100,
+    ):
+        super().__init__()
+        sparsity = validate_sparsity(sparsity)
+        if sparsity is None:
+            raise ValueError(
+                "`sparsity` must be a float in [0, 1). Received: None."
+            )
+        begin = _check_fraction(begin, "begin")
+        end = _check_fraction(end, "end")
+        if begin > end:
+            raise ValueError(
+                "`begin` must be <= `end` (fractions of training). "
+                f"Received: begin={begin}, end={end}."
+            )
+        if (
+            isinstance(update_interval, bool)
+            or not isinstance(update_interval, numbers.Integral)
+            or update_interval <= 0
+        ):
+            raise ValueError(
+                "`update_interval` must be an int > 0. "
+                f"Received: update_interval={update_interval!r}."
+            )
+        if not isinstance(distribution, dict):
+            check_choice(distribution, DISTRIBUTIONS, "distribution")
+        self.sparsity_target = sparsity
+        self.distribution = distribution
+        self.begin = begin
+        self.end = end
+        self.update_interval = int(update_interval)
+        self.layers = []
+        self.history = []
+        self._origin = None
+
+    @property
+    def sparsity(self):
+        """Current global sparsity over the sparse layers."""
+        active = sum(int(layer.get_mask().sum()) for layer in self.layers)
+        total = sum(layer.get_mask().size for layer in self.layers)
+        return 1.0 - active / total
+
+    @property
+    def itop_rate(self):
+        """R_s: the fraction of kernel entries ever active."""
+        ever = [
+            layer.get_explored() | layer.get_mask() for layer in self.layers
+        ]
+        return sum(int(e.sum()) for e in ever) / sum(e.size for e in ever)
+
+    def sparsity_at(self, step):
+        """Each layer's scheduled sparsity at optimizer `step` (a dict)."""
+        t = step - self._origin
+        if t < self._t0:
+            fraction = 0.0
+        elif self._n == 0:
+            fraction = 1.0
+        else:
+            k = min((t - self._t0) // self.update_interval, self._n)
+            fraction = k / self._n
+        return {
+            path: cubic_sparsity(fraction, final)
+            for path, final in self.targets.items()
+        }
+
+    def on_train_begin(self, logs=None):
+        require_sparse_layers(self.model)
+        self._origin = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_step = int(to_numpy(self.model.optimizer.iterations))
+        if self._origin is None:
+            self._start(epoch)
+
+    def _start(self, epoch):
+        steps = (self.params or {}).get("steps")
+        epochs = (self.params or {}).get("epochs")
+        if not steps or not epochs:
+            raise ValueError(
+                "GMP needs the number of steps of `fit`: pass "
+                "`steps_per_epoch` for datasets of unknown length."
+            )
+        self.layers = require_sparse_layers(self.model)
+        distribution = self.distribution
+        if isinstance(distribution, dict):
+            distribution = resolve_layer_map(
+                self.layers, distribution, "distribution"
+            )
+        self.targets = allocate(
+            {
+                layer.path: tuple(layer.kernel_variable.shape)
+                for layer in self.layers
+            },
+            self.sparsity_target,
+            distribution,
+        )
+        for layer in self.layers:  # R_s counts the (dense) start
+            layer.set_mask(layer.get_mask())
+        self._origin = max(0, self._epoch_step - epoch * steps)
+        total = epochs * steps
+        self._t0 = int(self.begin * total)
+        self._n = (int(self.end * total) - self._t0) // self.update_interval
+        self._next = self._epoch_step
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch_step + batch
+        if step < self._next:
+            return  # pure Python on steps without pruning
+        t = step - self._origin
+        last = self._t0 + self._n * self.update_interval
+        if t > last:
+            self._next = float("inf")
+            return
+        if t < self._t0:
+            self._next = self._origin + self._t0
+            return
+        ahead = (t - self._t0) // self.update_interval + 1
+        self._next = self._origin + self._t0 + ahead * self.update_interval
+        self.prune_to(self.sparsity_at(step), step)
+
+    def prune_to(self, sparsities, step=None):
+        """Prunes each layer (by magnitude) down to `sparsities[path]`."""
+        optimizer = self.model.optimizer
+        plans = []
+        for layer in self.layers:
+            mask = layer.get_mask().reshape(-1).astype(bool)
+            keep = active_count(mask.size, sparsities[layer.path])
+            if keep >= mask.sum():
+                continue
+            weights = to_numpy(layer.kernel_variable).reshape(-1)
+            new = prune(mask, magnitude_score(weights), int(mask.sum()) - keep)
+            plans.append((layer, new.reshape(layer.kernel_variable.shape)))
+        for layer, new in plans:
+            layer.set_mask(new.astype("uint8"), optimizer=optimizer)
+            layer.sparsity = sparsities[layer.path]
+        self.history.append(
+            {"step": None if step is None else int(step), "layers": len(plans)}
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["itop_rate"] = self.itop_rate
+            logs["sparsity"] = self.sparsity
