@@ -818,6 +818,8 @@ def write_plots(prefix, payload):
                 color=color,
                 label=LABELS[method],
             )
+            if method not in DST_METHODS:
+                continue  # dense-to-sparse GMP: R_s = 1 by construction
             right.scatter(
                 [
                     r["itop_rate"]
@@ -839,7 +841,10 @@ def write_plots(prefix, payload):
         left.legend(fontsize=7)
         right.set_xlabel("R_s (in-time over-parameterization rate)")
         right.set_ylabel("test accuracy (%)")
-        right.set_title("accuracy vs R_s (every run; all sparsities)")
+        right.legend(fontsize=7)
+        right.set_title(
+            "sparse-from-scratch runs: accuracy vs R_s (all sparsities)"
+        )
         fig.tight_layout()
         out[model] = f"{prefix}_{model}.png"
         fig.savefig(out[model], dpi=110)
