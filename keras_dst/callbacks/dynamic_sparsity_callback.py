@@ -3,26 +3,16 @@
 import numbers
 
 import keras
-import numpy as np
 
+from keras_dst.callbacks.arguments import check_fraction
+from keras_dst.callbacks.arguments import check_target_sparsity
+from keras_dst.callbacks.arguments import check_update_interval
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparse_updater import check_choice
-from keras_dst.layers.sparse_layer import validate_sparsity
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.model_masks import initialize_masks
 from keras_dst.masks.model_masks import require_sparse_layers
 from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
-
-
-def _check_fraction(value, name, low_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a float. Received: {value!r}.")
-    value = float(value)
-    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1]. Received: {name}={value}."
-        )
-    return value
 
 
 class DynamicSparsityCallback(keras.callbacks.Callback):
@@ -110,28 +100,15 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        sparsity = validate_sparsity(sparsity)
-        if sparsity is None:
-            raise ValueError(
-                "`sparsity` must be a float in [0, 1). Received: None."
-            )
+        sparsity = check_target_sparsity(sparsity)
         if not isinstance(distribution, dict):
             check_choice(distribution, DISTRIBUTIONS, "distribution")
         check_choice(drop_schedule, DROP_SCHEDULES, "drop_schedule")
-        drop_fraction = _check_fraction(drop_fraction, "drop_fraction")
-        drop_fraction_end = _check_fraction(
+        drop_fraction = check_fraction(drop_fraction, "drop_fraction")
+        drop_fraction_end = check_fraction(
             drop_fraction_end, "drop_fraction_end"
         )
-        if (
-            isinstance(update_interval, bool)
-            or not isinstance(update_interval, numbers.Integral)
-            or update_interval <= 0
-        ):
-            raise ValueError(
-                "`update_interval` must be an int > 0 (optimizer steps "
-                "between updates). Received: "
-                f"update_interval={update_interval!r}."
-            )
+        check_update_interval(update_interval)
         if isinstance(update_end, bool) or not isinstance(
             update_end, numbers.Real
         ):
@@ -147,7 +124,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                     f"Received: update_end={update_end}."
                 )
         else:
-            _check_fraction(update_end, "update_end")
+            check_fraction(update_end, "update_end")
         self.sparsity_target = sparsity
         self.distribution = distribution
         self.drop_fraction = drop_fraction

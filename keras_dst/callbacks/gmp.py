@@ -1,15 +1,14 @@
 """`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
 
-import numbers
-
 import keras
 
-from keras_dst.callbacks.dynamic_sparsity_callback import _check_fraction
+from keras_dst.callbacks.arguments import check_fraction
+from keras_dst.callbacks.arguments import check_target_sparsity
+from keras_dst.callbacks.arguments import check_update_interval
 from keras_dst.callbacks.sparse_updater import check_choice
 from keras_dst.callbacks.sparse_updater import to_numpy
 from keras_dst.criteria.prune import magnitude_score
 from keras_dst.criteria.prune import prune
-from keras_dst.layers.sparse_layer import validate_sparsity
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import active_count
@@ -66,27 +65,15 @@ class GMP(keras.callbacks.Callback):
         update_interval=100,
     ):
         super().__init__()
-        sparsity = validate_sparsity(sparsity)
-        if sparsity is None:
-            raise ValueError(
-                "`sparsity` must be a float in [0, 1). Received: None."
-            )
-        begin = _check_fraction(begin, "begin")
-        end = _check_fraction(end, "end")
+        sparsity = check_target_sparsity(sparsity)
+        begin = check_fraction(begin, "begin")
+        end = check_fraction(end, "end")
         if begin > end:
             raise ValueError(
                 "`begin` must be <= `end` (fractions of training). "
                 f"Received: begin={begin}, end={end}."
             )
-        if (
-            isinstance(update_interval, bool)
-            or not isinstance(update_interval, numbers.Integral)
-            or update_interval <= 0
-        ):
-            raise ValueError(
-                "`update_interval` must be an int > 0. "
-                f"Received: update_interval={update_interval!r}."
-            )
+        check_update_interval(update_interval)
         if not isinstance(distribution, dict):
             check_choice(distribution, DISTRIBUTIONS, "distribution")
         self.sparsity_target = sparsity

@@ -1,0 +1,47 @@
+"""Argument checks shared by the callbacks.
+
+Each error names the argument and its allowed range.
+"""
+
+import numbers
+
+import numpy as np
+
+from keras_dst.layers.sparse_layer import validate_sparsity
+
+
+def check_target_sparsity(sparsity):
+    """A required global sparsity: a float in [0, 1)."""
+    sparsity = validate_sparsity(sparsity)
+    if sparsity is None:
+        raise ValueError(
+            "`sparsity` must be a float in [0, 1). Received: None."
+        )
+    return sparsity
+
+
+def check_fraction(value, name):
+    """A float in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a float. Received: {value!r}.")
+    value = float(value)
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1]. Received: {name}={value}."
+        )
+    return value
+
+
+def check_update_interval(update_interval):
+    """Optimizer steps between updates: an int > 0."""
+    if (
+        isinstance(update_interval, bool)
+        or not isinstance(update_interval, numbers.Integral)
+        or update_interval <= 0
+    ):
+        raise ValueError(
+            "`update_interval` must be an int > 0 (optimizer steps "
+            "between updates). Received: "
+            f"update_interval={update_interval!r}."
+        )
+    return int(update_interval)
