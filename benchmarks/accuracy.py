@@ -56,6 +56,7 @@ from benchmarks.provenance import command_line  # noqa: E402
 from benchmarks.provenance import git_info  # noqa: E402
 from benchmarks.provenance import machine_info  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
+from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
 MODELS = ("mlp", "cnn")
 METHODS = (
@@ -708,9 +709,6 @@ def claim_lines(found):
     return lines
 
 
-NOTES_MARKER = "<!-- hand-written notes below are kept on regeneration -->"
-
-
 def write_markdown(path, payload, plots):
     cfg = payload["config"]
     stats = summarize(payload["runs"])
@@ -771,15 +769,7 @@ def write_markdown(path, payload, plots):
             "non-zero value; the excess is active weights that are exactly "
             "0, e.g. grown at 0)."
         )
-    notes = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-        if NOTES_MARKER in old:
-            notes = old.split(NOTES_MARKER, 1)[1]
-    lines += ["", NOTES_MARKER]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + (notes or "\n"))
+    write_markdown_keeping_notes(path, [*lines, ""])
 
 
 def write_plots(prefix, payload):

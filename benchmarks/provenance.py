@@ -1,4 +1,5 @@
-"""Provenance of a benchmark run: versions, machine, git state, command.
+"""Provenance of a benchmark run (versions, machine, git state, command)
+and the markdown writer that keeps hand-written notes.
 
 Shared by the benchmark scripts so that every results file records the
 same facts the same way.
@@ -106,3 +107,21 @@ def command_line():
         pin = ["taskset", "-c", ",".join(map(str, cpus))]
         return shlex.join(pin + (["env", *env] if env else []) + argv)
     return shlex.join(env + argv)
+
+
+NOTES_MARKER = "<!-- hand-written notes below are kept on regeneration -->"
+
+
+def write_markdown_keeping_notes(path, lines):
+    """Writes `lines` to `path`, then the notes marker and whatever a
+    person wrote below that marker in the file already there."""
+    notes = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if NOTES_MARKER in old:
+            notes = old.split(NOTES_MARKER, 1)[1]
+    text = "\n".join([*lines, NOTES_MARKER]) + (notes or "\n")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)

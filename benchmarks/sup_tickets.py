@@ -118,12 +118,12 @@ from benchmarks.provenance import command_line  # noqa: E402
 from benchmarks.provenance import git_info  # noqa: E402
 from benchmarks.provenance import machine_info  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
+from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
 MODELS = ("mlp", "cnn")
 BASES = ("set", "rigl", "itop")
 VARIANTS = ("base", "sup")
 BASE_LABELS = {"set": "SET", "rigl": "RigL", "itop": "SET-ITOP"}
-NOTES_MARKER = "<!-- hand-written notes below are kept on regeneration -->"
 DEFAULT_VARIANT = "recipe"
 # Settings a --variant may change. Those in BASE_KEYS change the base run
 # too: such a variant is compared with base runs of its own.
@@ -1226,17 +1226,7 @@ def write_markdown(path, payload):
         ("s/run with", lambda r: mean_std(r["wall_sup"], 1, 1)),
     ]
     lines += table(rows, columns) + [""]
-    notes = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-        if NOTES_MARKER in old:
-            notes = old.split(NOTES_MARKER, 1)[1]
-    lines.append(NOTES_MARKER)
-    text = "\n".join(lines) + (notes if notes else "\n")
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    write_markdown_keeping_notes(path, lines)
 
 
 def write_json(path, payload):
