@@ -115,6 +115,16 @@ class AccuracyBenchmarkTest(absltest.TestCase):
         self.assertTrue(rs[0.9]["held"])
         self.assertAlmostEqual(rs[0.95]["rho"], -1.0)
         self.assertFalse(rs[0.95]["held"])
+        pairs = {
+            (c["base"], c["sparsity"]): c
+            for c in found
+            if c["claim"] == "rs_pair"
+        }
+        self.assertEqual(set(pairs), {("set", 0.9), ("set", 0.95)})
+        self.assertAlmostEqual(pairs[("set", 0.9)]["rs_diff"], 0.2)
+        self.assertTrue(pairs[("set", 0.9)]["held"])
+        self.assertAlmostEqual(pairs[("set", 0.95)]["diff"], -0.02)
+        self.assertFalse(pairs[("set", 0.95)]["held"])
         dense = {c["method"]: c for c in found if c["claim"] == "dense"}
         self.assertEqual(dense["itop_set"]["verdict"], "did not hold")
         self.assertAlmostEqual(dense["itop_set"]["diff"], -0.01)
@@ -124,6 +134,7 @@ class AccuracyBenchmarkTest(absltest.TestCase):
         self.assertFalse(sup["held"])
         lines = "\n".join(accuracy.claim_lines(found))
         self.assertIn("PARTLY (1 of 2)", lines)
+        self.assertIn("SET → SET-ITOP: R_s +0.200, accuracy +2.00", lines)
         self.assertIn("DID NOT HOLD", lines)
 
     def test_within_noise(self):
