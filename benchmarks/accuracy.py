@@ -826,9 +826,11 @@ def write_markdown(path, payload, plots):
             f"sparsity (from the masks) and the target is {target:.2e} "
             "(ERK/uniform rounding to whole weights); the fraction of "
             "exactly-zero stored kernel entries minus the mask sparsity "
-            f"is at least {margin:+.2e} (>= 0: no inactive entry holds a "
-            "non-zero value; the excess is active weights that are exactly "
-            "0, e.g. grown at 0)."
+            f"is at least {margin:+.2e}. A negative value would prove "
+            "inactive entries holding non-zero values; >= 0 is consistent "
+            "with none (the excess is active weights that are exactly 0, "
+            "e.g. grown at 0 and not yet moved); the tests check every "
+            "inactive entry one by one."
         )
     write_markdown_keeping_notes(path, [*lines, ""])
 
