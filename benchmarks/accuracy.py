@@ -770,6 +770,15 @@ def claim_lines(found):
     return lines
 
 
+def git_line(payload):
+    if "git_at_end" not in payload:  # files written before the start was
+        return f"- Git at the end of the run: {json.dumps(payload['git'])}."
+    line = f"- Git at the start: {json.dumps(payload['git'])}"
+    if payload["git_at_end"] != payload["git"]:
+        line += f"; at the end: {json.dumps(payload['git_at_end'])}"
+    return line + "."
+
+
 def write_markdown(path, payload, plots):
     cfg = payload["config"]
     stats = summarize(payload["runs"])
@@ -789,7 +798,7 @@ def write_markdown(path, payload, plots):
         f"{cfg['jobs']} worker(s) at a time.",
         f"- Versions: {json.dumps(payload['versions'])}; tfmot worker: "
         f"{json.dumps(payload.get('tfmot_versions'))}.",
-        f"- Git: {json.dumps(payload['git'])}.",
+        git_line(payload),
         "- Protocol: `examples/fashion_mnist.py` (SGD momentum 0.9 Nesterov, "
         "batch 128, LR 0.05 ×0.1 at 50%/75%, L2 5e-4, ERK except where "
         f"named, ΔT = {cfg['update_interval']} steps for every method). "
@@ -894,7 +903,8 @@ def write_plots(prefix, payload):
         left.legend(fontsize=7)
         right.set_xlabel("R_s (in-time over-parameterization rate)")
         right.set_ylabel("test accuracy (%)")
-        right.legend(fontsize=7)
+        if right.get_legend_handles_labels()[0]:
+            right.legend(fontsize=7)
         right.set_title(
             "sparse-from-scratch runs: accuracy vs R_s (all sparsities)"
         )
@@ -942,7 +952,7 @@ def now_iso():
 def orchestrate(args, argv):
     os.makedirs(args.output_dir, exist_ok=True)
     os.makedirs(args.work_dir, exist_ok=True)
-    started, t0 = now_iso(), time.time()
+    started, t0, git_start = now_iso(), time.time(), git_info()
     pending = []
     for wid, backend, specs in workers(args):
         parts = os.path.join(args.work_dir, f"{wid}.jsonl")
@@ -1001,7 +1011,8 @@ def orchestrate(args, argv):
         "versions": versions(),
         "tfmot_versions": tfmot_versions,
         "machine": machine_info(),
-        "git": git_info(),
+        "git": git_start,  # what the workers loaded
+        "git_at_end": git_info(),
         "failed_workers": failed,
         "runs": sorted(runs, key=key_of),
     }
