@@ -510,7 +510,7 @@ def run_backend(args):
                 reads.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 for j, layer in enumerate(layers):
-                    updater._plan_layer(j, layer, step, 0.3)
+                    updater._plan_layer(j, layer, step, 0.3, model.optimizer)
                 plans.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 applied = updater.update(model, step, 0.3)
