@@ -8,7 +8,9 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_dst
-from keras_dst.callbacks.optimizer_slots import slot_variables
+from keras_dst.optimizers.slots import slot_variables
+from tests.selection_test import reference_select
+from tests.selection_test import reference_uniform
 from tests.test_case import TestCase
 
 OPTIMIZERS = {
@@ -228,7 +230,8 @@ class EngineTest(TestCase):
         callback.on_epoch_begin(0)
         # This fit's epoch 0 starts at optimizer step 1: the schedule
         # counts from there, the first update is at step 1 + 10.
-        callback._model = Forbidden()
+        callback.set_model(Forbidden())
+        callback.updater = Forbidden()  # nor the engine, which holds state
         for batch in range(0, 10):
             callback.on_train_batch_begin(batch)  # must not touch the model
         with self.assertRaisesRegex(AssertionError, "touched the model"):
@@ -427,6 +430,119 @@ class UpdaterTest(TestCase):
         with self.assertRaisesRegex(RuntimeError, "prepare"):
             updater.update(None, 1, 0.3)
 
+    @parameterized.named_parameters(
+        ("random", "random"), ("gradient", "gradient"), ("momentum", "momentum")
+    )
+    def test_update_matches_numpy_with_ties(self, growth):
+        # Equal magnitudes and equal (often zero) gradients everywhere: the
+        # one tie rule (lowest flat index) decides most of the selection.
+        model, updater, _ = self.prepared(growth, sparsity=0.5)
+        layers = keras_dst.sparse_layers(model)
+        rng = np.random.default_rng(3)
+        for layer in layers:
+            mask = layer.get_mask()
+            kernel = rng.integers(-2, 3, mask.shape) * 0.25 * mask
+            layer.kernel_variable.assign(kernel.astype("float32"))
+            if layer.kernel_gradient is not None:
+                probe = rng.integers(0, 3, mask.shape) * 0.5
+                probe[: mask.shape[0] // 2] = 0.0
+                layer.kernel_gradient.assign(probe.astype("float32"))
+        before = [
+            (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
+        ]
+        probes = [
+            None
+            if x.kernel_gradient is None
+            else self.to_numpy(x.kernel_gradient)
+            for x in layers
+        ]
+        step = 1234
+        self.assertTrue(updater.update(model, step=step, drop_fraction=0.5))
+        for i, (layer, (mask, kernel)) in enumerate(zip(layers, before)):
+            k = int(np.floor(0.5 * mask.sum()))
+            if growth == "random":
+                score = reference_uniform(updater.seed, step, i, mask.size)
+            else:
+                score = np.abs(probes[i])
+            want, survive = reference_update(mask, kernel, score, k)
+            got = layer.get_mask().reshape(-1).astype(bool)
+            np.testing.assert_array_equal(got, want)
+            kernel_new = self.to_numpy(layer.kernel_variable).reshape(-1)
+            np.testing.assert_array_equal(
+                kernel_new, np.where(survive, kernel.reshape(-1), 0.0)
+            )
+            slots = slot_variables(model.optimizer, layer.kernel_variable)
+            self.assertNotEmpty(slots)
+            for slot in slots:
+                self.assertTrue(
+                    np.all(self.to_numpy(slot).reshape(-1)[~survive] == 0)
+                )
+
+    def test_compiled_once_for_every_fraction_and_step(self):
+        model, updater, _ = self.prepared("gradient")
+        for i, fraction in enumerate((0.5, 0.3, 0.01, 0.25, 1.0, 0.0, 0.4)):
+            self.assertTrue(updater.update(model, 10 * i + 1, fraction))
+        self.assertEqual(updater.traces, 1)
+        self.assertLen(updater.history, 7)
+
+    def test_set_mask_between_updates_is_seen(self):
+        # No copy of the masks in the updater: it starts from the layer.
+        model, updater, _ = self.prepared("random", sparsity=0.5)
+        layer = keras_dst.sparse_layers(model)[0]
+        old = layer.get_mask()
+        new = keras_dst.masks.random_mask(old.shape, 0.5, seed=99)
+        self.assertEqual(int(new.sum()), int(old.sum()))
+        layer.set_mask(new, optimizer=model.optimizer)
+        kernel = self.to_numpy(layer.kernel_variable)
+        self.assertTrue(updater.update(model, step=5, drop_fraction=0.5))
+        k = int(np.floor(0.5 * new.sum()))
+        score = reference_uniform(updater.seed, 5, 0, new.size)
+        want, _ = reference_update(new, kernel, score, k)
+        np.testing.assert_array_equal(
+            layer.get_mask().reshape(-1).astype(bool), want
+        )
+
+    def test_wait_false_reports_at_the_next_read(self):
+        model, updater, _ = self.prepared("gradient")
+        self.assertIsNone(updater.update(model, 3, 0.5, wait=False))
+        layer = keras_dst.sparse_layers(model)[-1]
+        bad = np.zeros(layer.kernel_gradient.shape, "float32")
+        bad[0, 0] = np.inf
+        layer.kernel_gradient.assign(bad)
+        mask = layer.get_mask()
+        self.assertIsNone(updater.update(model, 6, 0.5, wait=False))
+        np.testing.assert_array_equal(layer.get_mask(), mask)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = updater.history
+        self.assertEqual([h["step"] for h in history], [3])
+        messages = [str(w.message) for w in caught]
+        self.assertTrue(any("step 6 skipped" in m for m in messages))
+
+    def test_random_growth_itop_rate_matches_expectation(self):
+        # E[R_s] = 1 - (N - A) / N * prod_t (1 - k / (N - A + k)): a
+        # never-active entry is a candidate at every update, and random
+        # growth takes k of the N - A + k candidates uniformly.
+        model = compile_model(
+            self.mlp((40, 50, 40, 50), sparsity=0.9, mask_seed=1)
+        )
+        model.fit(*self.classification_data(features=40), verbose=0)
+        updater = keras_dst.SparseUpdater(growth="random", seed=5)
+        updater.prepare(model)
+        n, a = 2000, 200
+        k = 50
+        self.assertEqual(updater.active_counts, [a, a, a])
+        for t in range(1, 31):
+            self.assertTrue(updater.update(model, 100 * t, k / a))
+            if t in (5, 30):
+                expected = 1 - (n - a) / n * (1 - k / (n - a + k)) ** t
+                rates = list(updater.itop_rate_per_layer.values())
+                # Each layer's rate has sd < 0.011 (a binomial bound).
+                self.assertAlmostEqual(np.mean(rates), expected, delta=0.025)
+                for rate in rates:
+                    self.assertAlmostEqual(rate, expected, delta=0.05)
+        self.assertEqual(updater.active_counts, [a, a, a])
+
     def test_snfs_probe_holds_gradient_momentum(self):
         model, updater, (x, y) = self.prepared("momentum")
         layer = keras_dst.sparse_layers(model)[0]
@@ -443,6 +559,16 @@ class UpdaterTest(TestCase):
             rtol=1e-4,
             atol=1e-6,
         )
+
+
+def reference_update(mask, kernel, grow_score, k):
+    """One update in numpy: (new flat mask, flat survivors)."""
+    mask = np.asarray(mask).reshape(-1).astype(bool)
+    kernel = np.asarray(kernel).reshape(-1)
+    pruned = reference_select(np.abs(kernel), mask, k, largest=False)
+    survive = mask & ~pruned
+    grown = reference_select(np.reshape(grow_score, -1), ~survive, k)
+    return survive | grown, survive
 
 
 def dense_gradient(model, x, y):

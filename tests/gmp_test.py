@@ -145,7 +145,8 @@ class GMPTest(TestCase):
         gmp.set_params({"epochs": 1, "steps": 100, "verbose": 0})
         gmp.on_train_begin()
         gmp.on_epoch_begin(0)  # this fit's step 0 is optimizer step 1
-        gmp._model = Forbidden()
+        gmp.set_model(Forbidden())
+        gmp.updater = Forbidden()  # nor the engine, which holds state
         for batch in range(50):
             gmp.on_train_batch_begin(batch)  # before t0: no access
         with self.assertRaisesRegex(AssertionError, "touched the model"):

@@ -251,22 +251,33 @@ class SparseLayersTest(TestCase):
         x = make_input(spec, seed=1)
         layer = make_sparse(spec, sparsity=0.6, mask_seed=2)
         apply(spec, layer, x)
-        # Make the raw kernel dense (nonzero where the mask is 0) and the
-        # biases nonzero: the output must still use kernel * mask.
+        # Write a dense raw kernel (nonzero where the mask is 0) and nonzero
+        # biases, then re-apply the mask with `set_mask` (the documented
+        # way after a raw write): the output uses kernel * mask.
         rng = np.random.default_rng(3)
         for variable in core_variables(layer).values():
             variable.assign(
                 rng.normal(size=tuple(variable.shape)).astype("float32")
             )
+        raw = {
+            sub.kernel_variable.path: self.to_numpy(sub.kernel_variable)
+            for sub in keras_dst.sparse_layers(layer)
+        }
+        for sub in keras_dst.sparse_layers(layer):
+            sub.set_mask(sub.get_mask())
         values = self.masked_values(layer)
+        for sub in keras_dst.sparse_layers(layer):
+            mask = sub.get_mask().astype(bool)
+            path = sub.kernel_variable.path
+            np.testing.assert_array_equal(
+                self.to_numpy(sub.kernel_variable), np.where(mask, raw[path], 0)
+            )
         plain = self.plain_twin(spec, values)
         got = self.to_numpy(apply(spec, layer, x))
         want = self.to_numpy(apply(spec, plain, x))
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
         # The raw (unmasked) kernel would give something else.
-        for sub in keras_dst.sparse_layers(layer):
-            path = sub.kernel_variable.path
-            values[path] = self.to_numpy(sub.kernel_variable)
+        values.update(raw)
         unmasked = self.plain_twin(spec, values)
         self.assertGreater(
             np.abs(self.to_numpy(apply(spec, unmasked, x)) - got).max(), 1e-3

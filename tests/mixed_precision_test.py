@@ -6,7 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_dst
-from keras_dst.callbacks.optimizer_slots import slot_variables
+from keras_dst.optimizers.slots import slot_variables
 from tests.engine_test import StepChecker
 from tests.engine_test import dense_gradient
 from tests.test_case import TestCase

@@ -25,7 +25,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_dst  # noqa: E402
-from keras_dst.backend import read_replica_sum  # noqa: E402
 
 BACKEND = keras.backend.backend()
 METHODS = {
@@ -112,7 +111,7 @@ def summary(model, callback):
             if id(v) not in probes
         ],
         "gradients": [
-            read_replica_sum(layer.kernel_gradient) for layer in layers
+            callback.updater.dense_gradient(layer) for layer in layers
         ],
         "itop_rate": callback.itop_rate,
         "updates": len(callback.updater.history),

@@ -1,25 +1,72 @@
 """Backend shims: the few things Keras offers no abstraction for.
 
 One small module per backend; everything else in keras_dst is
-`keras.ops`.
+`keras.ops`. What lives here:
+
+* `compile_function(fn)`: one compiled function (`jax.jit`; on TensorFlow
+  `tf.function` with XLA).
+* `model_state(model)`: reads and writes variables, on JAX after
+  attaching the trainer's live state inside `fit`.
+* `replica_sum(state, variable)`: the global value of a variable that each
+  replica overwrites with its own share (the gradient probes).
 """
 
 import keras
 
 
-def read_replica_sum(variable):
-    """Host value of a variable that each replica fills with its own share.
+def _module():
+    if keras.backend.backend() == "tensorflow":
+        from keras_dst.backend import tensorflow as backend
+    elif keras.backend.backend() == "jax":
+        from keras_dst.backend import jax as backend
+    else:
+        raise NotImplementedError(
+            "keras_dst supports the 'tensorflow' and 'jax' backends. "
+            f"Received: KERAS_BACKEND={keras.backend.backend()!r}."
+        )
+    return backend
+
+
+def compile_function(fn):
+    """`fn` compiled once for the backend (traced again only for new
+    shapes, dtypes or structures of its tensor arguments)."""
+    return _module().compile_function(fn)
+
+
+class VariableState:
+    """Reads and writes `keras.Variable`s directly.
+
+    The right accessor outside `fit`, on TensorFlow, and on JAX whenever
+    the trainer's state is attached to the variables.
+    """
+
+    def read(self, variable):
+        return keras.ops.convert_to_tensor(variable.value)
+
+    def write(self, variable, value):
+        variable.assign(value)
+
+
+def model_state(model):
+    """An accessor for `model`'s variables that is valid right now.
+
+    On JAX inside `fit`, mid-epoch, the trainer keeps the live state
+    outside the variables (see the Keras notes): this attaches it first
+    (`jax_state_sync`). Call it only where the model is really read or
+    written: on JAX it costs Python time per variable of the model.
+    """
+    if model is not None:
+        _module().attach_state(model)
+    return VariableState()
+
+
+def replica_sum(state, variable):
+    """The sum over replicas of a variable each replica fills itself.
 
     The gradient probes are `overwrite_with_gradient` variables: under
     `tf.distribute` each replica writes its local gradient (of the loss
     already divided by the number of replicas), so the global gradient is
-    the sum over replicas. Elsewhere (one device, JAX sharding) the
-    variable already holds the global value.
+    the sum. Elsewhere (one device, JAX sharding) the variable already
+    holds the global value.
     """
-    if keras.backend.backend() == "tensorflow":
-        from keras_dst.backend import tensorflow as backend
-
-        return backend.read_replica_sum(variable)
-    from keras_dst.backend import jax as backend
-
-    return backend.read_replica_sum(variable)
+    return _module().replica_sum(state, variable)

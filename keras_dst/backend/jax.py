@@ -1,10 +1,31 @@
 """JAX shims."""
 
-import keras
-import numpy as np
+import jax
 
 
-def read_replica_sum(variable):
-    """The variable's value: under `keras.distribution` JAX computes
-    global gradients, so a replicated variable already holds the sum."""
-    return np.array(keras.ops.convert_to_numpy(variable.value))
+def compile_function(fn):
+    return jax.jit(fn)
+
+
+def replica_sum(state, variable):
+    """Under `keras.distribution` JAX computes global gradients: a
+    replicated variable already holds the sum."""
+    return state.read(variable)
+
+
+def attach_state(model):
+    """Puts the JAX trainer's live state back into the variables.
+
+    Mid-epoch, Keras's JAX trainer keeps the training state outside the
+    variables and empties them. `jax_state_sync()` (what `Callback.model`
+    calls) assigns every variable from that state and tells the trainer to
+    read its next state from the variables, so writes made after it reach
+    the next step. There is no cheaper way to write: the trainer's own
+    state lists are copied into `model._jax_state` (Keras tracks the
+    attribute), so writing there never reaches the next step. The sync
+    costs Python time per variable, no device transfer, and runs only on
+    update steps.
+    """
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()

@@ -34,8 +34,11 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
     show them.
 
     Cost: nothing runs on steps without an update (no device read, no JAX
-    state sync); the optimizer step counter is read once per epoch. Masks are
-    variables, so changing them never retraces the train step.
+    state sync); the optimizer step counter is read once per epoch. An
+    update is one compiled function on the model's device (see
+    `SparseUpdater`) whose outcome is read back at the end of the epoch,
+    with the logs. Masks are variables, so changing them never retraces the
+    train step.
 
     Args:
         sparsity: global target sparsity in [0, 1) over the sparse layers.
@@ -180,6 +183,12 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
 
     # -- Keras hooks --------------------------------------------------------
 
+    def set_model(self, model):
+        super().set_model(model)
+        # Updates read and write the model's state through the updater,
+        # without `Callback.model` (on JAX that syncs the whole state).
+        self._target = model
+
     def on_train_begin(self, logs=None):
         # Model state is read at the first `on_epoch_begin`, once every
         # callback's `on_train_begin` ran: `BackupAndRestore` may restore
@@ -253,7 +262,9 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         self._next_update = self._first_update_at_or_after(step + 1)
         if step >= self._end_step:
             return
-        self.updater.update(self.model, step, self.drop_fraction_at(step))
+        self.updater.update(
+            self._target, step, self.drop_fraction_at(step), wait=False
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

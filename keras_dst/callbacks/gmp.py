@@ -1,14 +1,13 @@
 """`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
 
 import keras
+import numpy as np
 
 from keras_dst.callbacks.arguments import check_fraction
 from keras_dst.callbacks.arguments import check_target_sparsity
 from keras_dst.callbacks.arguments import check_update_interval
+from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparse_updater import check_choice
-from keras_dst.callbacks.sparse_updater import to_numpy
-from keras_dst.criteria.prune import magnitude_score
-from keras_dst.criteria.prune import prune
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import active_count
@@ -84,21 +83,27 @@ class GMP(keras.callbacks.Callback):
         self.layers = []
         self.history = []
         self._origin = None
+        # Pruning runs as the engine's compiled update with nothing grown.
+        self.updater = SparseUpdater(prune="magnitude", seed=0)
 
     @property
     def sparsity(self):
         """Current global sparsity over the sparse layers."""
-        active = sum(int(layer.get_mask().sum()) for layer in self.layers)
-        total = sum(layer.get_mask().size for layer in self.layers)
-        return 1.0 - active / total
+        return self._prepared().sparsity
 
     @property
     def itop_rate(self):
         """R_s: the fraction of kernel entries ever active."""
-        ever = [
-            layer.get_explored() | layer.get_mask() for layer in self.layers
-        ]
-        return sum(int(e.sum()) for e in ever) / sum(e.size for e in ever)
+        return self._prepared().itop_rate
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._target = model  # read without a JAX state sync (see DST)
+
+    def _prepared(self):
+        if self.updater.layers is None or self.updater.layers != self.layers:
+            self.updater.prepare(self._target)
+        return self.updater
 
     def sparsity_at(self, step):
         """Each layer's scheduled sparsity at optimizer `step` (a dict)."""
@@ -120,7 +125,8 @@ class GMP(keras.callbacks.Callback):
         self._origin = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_step = int(to_numpy(self.model.optimizer.iterations))
+        iterations = self.model.optimizer.iterations
+        self._epoch_step = int(keras.ops.convert_to_numpy(iterations))
         if self._origin is None:
             self._start(epoch)
 
@@ -148,6 +154,7 @@ class GMP(keras.callbacks.Callback):
         )
         for layer in self.layers:  # R_s counts the (dense) start
             layer.set_mask(layer.get_mask())
+        self.updater.prepare(self.model)
         self._origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps
         self._t0 = int(self.begin * total)
@@ -172,21 +179,25 @@ class GMP(keras.callbacks.Callback):
 
     def prune_to(self, sparsities, step=None):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
-        optimizer = self.model.optimizer
-        plans = []
+        updater = self._prepared()
+        targets = {
+            layer.path: active_count(
+                int(np.prod(layer.kernel_variable.shape)),
+                sparsities[layer.path],
+            )
+            for layer in self.layers
+        }
+        updater.prune_to(
+            self._target,
+            targets,
+            step=0 if step is None else step,
+            optimizer=self._target.optimizer,
+            wait=False,
+        )
         for layer in self.layers:
-            mask = layer.get_mask().reshape(-1).astype(bool)
-            keep = active_count(mask.size, sparsities[layer.path])
-            if keep >= mask.sum():
-                continue
-            weights = to_numpy(layer.kernel_variable).reshape(-1)
-            new = prune(mask, magnitude_score(weights), int(mask.sum()) - keep)
-            plans.append((layer, new.reshape(layer.kernel_variable.shape)))
-        for layer, new in plans:
-            layer.set_mask(new.astype("uint8"), optimizer=optimizer)
             layer.sparsity = sparsities[layer.path]
         self.history.append(
-            {"step": None if step is None else int(step), "layers": len(plans)}
+            {"step": None if step is None else int(step), "targets": targets}
         )
 
     def on_epoch_end(self, epoch, logs=None):

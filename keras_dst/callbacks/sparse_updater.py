@@ -1,4 +1,4 @@
-"""`SparseUpdater`: one prune-and-regrow update of a model's masks.
+"""`SparseUpdater`: prune-and-regrow updates of a model's masks.
 
 The engine behind every DST callback, usable on its own in a custom
 training loop:
@@ -15,18 +15,19 @@ for step, (x, y) in enumerate(data):
 One update, per sparse layer with `n` active weights (Evci et al., 2020):
 
 1. k = floor(drop_fraction * n).
-2. Prune the k active weights of smallest |w|.
-3. Grow k inactive positions (the just-pruned ones included): random,
-   by |dense gradient| or by |its momentum|, ranked over inactive positions
-   only.
+2. Prune the k active weights of lowest prune score (|w|).
+3. Grow k inactive positions (the just-pruned ones included) of highest
+   growth score (random, |dense gradient|, |its momentum|, or any
+   registered criterion), ranked over inactive positions only.
 4. Pruned and grown weights are stored as exactly 0.0 and their optimizer
    slots (momentum, Adam m and v, ...) are reset to 0, so inactive weights
    stay exactly zero between updates with SGD(+momentum), Adam(W), RMSprop.
 
-Selection runs on the host with numpy (`argpartition`, O(n)): on CPU,
-XLA's sort/top-k is ~100x slower for 1M-entry kernels (see
-benchmarks/results). Every layer's new state is computed before anything
-is written, so a failed update leaves weights and masks untouched.
+The whole update is one compiled function of the model's tensors
+(`compiled_update.py`): values stay on the device, and only counts come
+back, when they are read. Masks, the union behind R_s and the gradient
+probes live only in the layers' variables: the updater holds no copy, so
+a `set_mask` between updates is seen by the next one.
 
 R_s, the in-time over-parameterization rate (Liu et al., 2021), is the
 fraction of kernel entries that have ever been active: the union of all
@@ -34,25 +35,24 @@ masks so far over the total, per layer and in total. The union is kept in
 each layer's `kernel_explored` variable (saved with the model).
 """
 
+import math
 import warnings
 
 import keras
 import numpy as np
 
-from keras_dst.backend import read_replica_sum
-from keras_dst.callbacks.optimizer_slots import slot_variables
-from keras_dst.criteria.growth import GROWTH_CRITERIA
-from keras_dst.criteria.growth import gradient_score
-from keras_dst.criteria.growth import grow
-from keras_dst.criteria.growth import random_score
-from keras_dst.criteria.prune import PRUNE_CRITERIA
-from keras_dst.criteria.prune import prune
+from keras_dst.backend import model_state
+from keras_dst.backend import replica_sum
+from keras_dst.callbacks.compiled_update import CompiledStats
+from keras_dst.callbacks.compiled_update import CompiledUpdate
+from keras_dst.criteria.registry import get_growth
+from keras_dst.criteria.registry import get_prune
+from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.model_masks import require_sparse_layers
-
-
-def to_numpy(variable):
-    """A host copy of a variable's current value."""
-    return np.array(keras.ops.convert_to_numpy(variable.value))
+from keras_dst.optimizers.slots import ZERO_PRESERVING
+from keras_dst.optimizers.slots import base_optimizer
+from keras_dst.optimizers.slots import keeps_zeros
+from keras_dst.optimizers.slots import slot_variables
 
 
 def check_choice(value, allowed, name):
@@ -71,48 +71,46 @@ def check_seed(seed):
     return int(seed)
 
 
-def _loss_scale(optimizer):
-    """The loss scale of a `LossScaleOptimizer` (else 1).
-
-    Keras unscales every gradient except those of `overwrite_with_gradient`
-    variables, so the probes hold the SCALED gradient. Dividing by the
-    current scale is exact unless the scale changed at the last step
-    (doubled every `dynamic_growth_steps`, halved on overflow); even then
-    all layers are off by the same factor of 2, which leaves each layer's
-    gradient ranking, and so growth, unchanged.
-    """
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        return float(to_numpy(optimizer.dynamic_scale))
-    return 1.0
-
-
 class SparseUpdater:
     """Prune-and-regrow updates and R_s bookkeeping for one model.
 
     Args:
-        prune: `"magnitude"`: remove the smallest |w|.
-        growth: `"random"` (SET), `"gradient"` (RigL) or `"momentum"`
-            (SNFS). Gradient-based growth reads each layer's
-            `kernel_gradient` probe, which `model.fit` fills with the dense
-            gradient of the last step (needs `dense_gradient=True` layers).
-        momentum: EMA factor of the gradient probe for `"momentum"` growth.
-        seed: `None` or an int. Random growth at step `t` for layer `i` uses
-            a generator keyed by `(seed, t, i)`: identical on every replica
-            and after a resume.
+        prune: a registered prune criterion (`"magnitude"`: remove the
+            smallest |w|; see `keras_dst.criteria.register_prune`).
+        growth: a registered growth criterion: `"random"` (SET),
+            `"gradient"` (RigL), `"momentum"` (SNFS) or your own
+            (`keras_dst.criteria.register_growth`). Gradient-based growth
+            reads each layer's `kernel_gradient` probe, which `model.fit`
+            fills with the dense gradient of the last step (needs
+            `dense_gradient=True` layers).
+        momentum: EMA factor of the gradient probe for criteria registered
+            with `gradient_momentum=True` (`"momentum"`).
+        seed: `None` or an int. Random scores at step `t` for layer `i` are
+            a hash of `(seed, t, i)`: identical on every replica, on both
+            backends and after a resume.
 
     Attributes:
         itop_rate: R_s over all sparse layers.
         itop_rate_per_layer: dict layer path -> R_s.
         sparsity: current global sparsity over the sparse layers.
-        history: list of dicts, one per update (step, drop fraction, k per
-            layer).
+        active_counts: list of active counts, one per sparse layer.
+        history: list of dicts, one per applied update (step, drop
+            fraction, k per layer).
+        traces: how many times the compiled update was traced (1 for a
+            model whose structure does not change).
     """
 
     def __init__(
         self, prune="magnitude", growth="random", momentum=0.9, seed=None
     ):
-        check_choice(prune, PRUNE_CRITERIA, "prune")
-        check_choice(growth, GROWTH_CRITERIA, "growth")
+        self._prune = get_prune(prune)
+        self._growth = get_growth(growth)
+        if isinstance(momentum, bool) or not isinstance(
+            momentum, (int, float, np.floating, np.integer)
+        ):
+            raise TypeError(
+                f"`momentum` must be a float in [0, 1). Received: {momentum!r}."
+            )
         if not 0.0 <= float(momentum) < 1.0:
             raise ValueError(
                 f"`momentum` must be in [0, 1). Received: momentum={momentum}."
@@ -122,18 +120,35 @@ class SparseUpdater:
         self.momentum = float(momentum)
         self.seed = check_seed(seed)
         self.layers = None
-        self.history = []
+        self._model = None
+        self._counts = None
+        self._history = []
+        self._pending = []
+        self._update_function = None
+        self._plan_key = None
+        self._stats_function = None
+
+    @property
+    def needs_gradient(self):
+        """Whether the criteria read the dense gradient probes."""
+        return self._prune.needs_gradient or self._growth.needs_gradient
 
     # -- set-up -------------------------------------------------------------
 
     def prepare(self, model):
-        """Reads the model's masks; call once before the first update.
+        """Reads the model's layers and counts; call before the first update.
 
-        Also sets the gradient probes' momentum (0 for gradient growth,
-        `momentum` for momentum growth) and checks the probes exist.
+        Also sets the gradient probes' momentum (the updater's `momentum`
+        for criteria that ask for it, else 0) and checks the probes exist.
+        Call again after changing the model's sparse layers or their
+        per-layer counts by other means than this updater.
         """
         layers = require_sparse_layers(model)
-        if self.growth in ("gradient", "momentum"):
+        uses_momentum = (
+            self._prune.gradient_momentum or self._growth.gradient_momentum
+        )
+        optimizer = getattr(model, "optimizer", None)
+        if self.needs_gradient:
             missing = [x.name for x in layers if x.kernel_gradient is None]
             if missing:
                 raise ValueError(
@@ -143,18 +158,18 @@ class SparseUpdater:
                     "`dense_gradient=True` (the default) or use "
                     "`growth='random'`."
                 )
-            optimizer = getattr(model, "optimizer", None)
-            if self.growth == "momentum" and isinstance(
+            if uses_momentum and isinstance(
                 optimizer, keras.optimizers.LossScaleOptimizer
             ):
                 raise ValueError(
-                    "`growth='momentum'` cannot be used with a "
-                    "LossScaleOptimizer (mixed_float16): the gradient "
-                    "probe's moving average is computed on the scaled "
-                    "gradient and unscaled with it, which would shrink the "
-                    "average by the loss scale at every step. Use "
-                    "`growth='gradient'` (unaffected by loss scaling), or "
-                    "'mixed_bfloat16', which needs no loss scaling."
+                    f"`growth={self.growth!r}` (a moving average of the "
+                    "gradient) cannot be used with a LossScaleOptimizer "
+                    "(mixed_float16): the gradient probe's moving average "
+                    "is computed on the scaled gradient and unscaled with "
+                    "it, which would shrink the average by the loss scale "
+                    "at every step. Use `growth='gradient'` (unaffected by "
+                    "loss scaling), or 'mixed_bfloat16', which needs no "
+                    "loss scaling."
                 )
             inner = getattr(optimizer, "inner_optimizer", optimizer)
             if getattr(inner, "gradient_accumulation_steps", None):
@@ -167,18 +182,37 @@ class SparseUpdater:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            beta = self.momentum if self.growth == "momentum" else 0.0
-            for layer in layers:
-                layer.kernel_gradient_momentum.assign(beta)
+        if optimizer is not None and not keeps_zeros(optimizer):
+            warnings.warn(
+                "keras_dst: optimizer "
+                f"{type(base_optimizer(optimizer)).__name__} is not known to "
+                "keep weights with zero gradient and zero state at 0. Sparse "
+                "layers mask the kernel's gradient and keras_dst zeroes the "
+                "optimizer slots of inactive weights; an optimizer that "
+                "still moves them (e.g. Muon mixes entries, Ftrl divides by "
+                "its zeroed accumulators) makes the kernel dense again "
+                "between updates. Known to work: "
+                f"{[c.__name__ for c in ZERO_PRESERVING]}.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        state = model_state(model)
+        beta = self.momentum if uses_momentum else 0.0
+        for layer in layers:
+            if layer.kernel_gradient is not None:
+                state.write(
+                    layer.kernel_gradient_momentum,
+                    keras.ops.convert_to_tensor(
+                        beta, layer.kernel_gradient_momentum.dtype
+                    ),
+                )
+        if self._model is not model or self.layers != layers:
+            self._update_function = None
+            self._plan_key = None
+            self._stats_function = CompiledStats()
+        self._model = model
         self.layers = layers
-        self.masks = [layer.get_mask().astype(bool) for layer in layers]
-        # The union of masks lives in each layer's `kernel_explored`
-        # variable, so R_s survives saving, loading and resuming.
-        self.ever_active = [
-            layer.get_explored().astype(bool) | mask
-            for layer, mask in zip(layers, self.masks)
-        ]
-        self.active_counts = [int(m.sum()) for m in self.masks]
+        self._counts = list(self._read_stats(model)[0])
         return self
 
     def _check_prepared(self):
@@ -192,125 +226,251 @@ class SparseUpdater:
     def dense_gradient(self, layer, optimizer=None):
         """The dense gradient dL/d(kernel * mask) of `layer`'s last step.
 
-        Read from the layer's gradient probe: summed over replicas under
-        `tf.distribute`, unscaled under a `LossScaleOptimizer` (see
-        `_loss_scale`). For `"momentum"` growth, its moving average.
+        A host copy of the layer's gradient probe: summed over replicas
+        under `tf.distribute`, divided by the loss scale under a
+        `LossScaleOptimizer` (Keras leaves `overwrite_with_gradient`
+        variables scaled). For `"momentum"` growth, its moving average.
         """
         if layer.kernel_gradient is None:
             raise ValueError(
                 f"Layer '{layer.name}' has no gradient probe "
                 "(built with `dense_gradient=False`)."
             )
-        return read_replica_sum(layer.kernel_gradient) / _loss_scale(optimizer)
+        state = model_state(self._model)
+        gradient = replica_sum(state, layer.kernel_gradient)
+        scale = self._loss_scale(state, optimizer)
+        return np.asarray(keras.ops.convert_to_numpy(gradient / scale))
 
-    def _plan_layer(self, index, layer, step, drop_fraction, optimizer):
-        mask = self.masks[index].reshape(-1)
-        weights = to_numpy(layer.kernel_variable).reshape(-1)
-        k = int(np.floor(drop_fraction * mask.sum()))
-        if not np.all(np.isfinite(weights[mask])):
-            raise FloatingPointError(
-                f"non-finite weights in layer '{layer.path}'"
-            )
-        pruned = prune(mask, PRUNE_CRITERIA[self.prune](weights), k)
-        if self.growth == "random":
-            rng = np.random.default_rng([self.seed, int(step), index])
-            score = random_score(rng, mask.size)
-        else:
-            dense = self.dense_gradient(layer, optimizer)
-            score = gradient_score(dense).reshape(-1)
-            if not np.all(np.isfinite(score)):
-                raise FloatingPointError(
-                    f"non-finite dense gradient in layer '{layer.path}'"
+    @staticmethod
+    def _loss_scale(state, optimizer):
+        """The loss scale of a `LossScaleOptimizer` (else 1), on device.
+
+        Dividing by the current scale is exact unless the scale changed at
+        the last step (doubled every `dynamic_growth_steps`, halved on
+        overflow); even then all layers are off by the same factor of 2,
+        which leaves each layer's ranking, and so growth, unchanged.
+        """
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            scale = state.read(optimizer.dynamic_scale)
+            return keras.ops.cast(scale, "float32")
+        return keras.ops.convert_to_tensor(1.0, "float32")
+
+    def _plan(self, optimizer):
+        """The compiled update and each layer's slot variables."""
+        slots = [
+            tuple(slot_variables(optimizer, layer.kernel_variable))
+            for layer in self.layers
+        ]
+        key = (id(optimizer), tuple(tuple(id(s) for s in x) for x in slots))
+        if self._update_function is None or key != self._plan_key:
+            # A new structure (first update, optimizer built or replaced):
+            # keep the same function object if only slots changed, so that
+            # `traces` counts every trace of this updater.
+            if self._update_function is None:
+                self._update_function = CompiledUpdate(
+                    self._prune, self._growth
                 )
-        new_mask, grown = grow(pruned, score, k)
-        keep = new_mask.copy()
-        keep[grown] = False  # grown weights restart at exactly 0
-        return new_mask, keep, k, weights
+            self._plan_key = key
+            self._slots = slots
+        return self._update_function, self._slots
 
-    def update(self, model, step, drop_fraction, optimizer=None):
+    def update(self, model, step, drop_fraction, optimizer=None, wait=True):
         """Runs one prune-and-regrow update on every sparse layer.
 
         Args:
             model: the model passed to `prepare`.
-            step: the optimizer step (int); keys the random generator.
-            drop_fraction: fraction of each layer's active weights replaced.
+            step: the optimizer step (int); keys the random scores.
+            drop_fraction: fraction of each layer's active weights replaced,
+                in [0, 1].
             optimizer: the model's optimizer, whose slots of pruned and
                 grown weights are reset; defaults to `model.optimizer`.
+            wait: True (default) waits for the device and returns whether
+                the update was applied. False returns None at once; the
+                outcome is collected the next time `history`, `itop_rate`,
+                `sparsity` or `active_counts` are read (the DST callbacks do
+                this at the end of each epoch), with the same warning if it
+                was skipped.
 
         Returns:
             True if the update was applied, False if it was skipped because
-            of non-finite weights or gradients (a warning says which; the
-            model is left exactly as it was).
+            of non-finite weights or gradients (a warning says which step;
+            the model is left exactly as it was); None if `wait=False`.
         """
         self._check_prepared()
-        if not 0.0 <= drop_fraction <= 1.0:
+        if isinstance(drop_fraction, bool) or not 0.0 <= drop_fraction <= 1.0:
             raise ValueError(
                 "`drop_fraction` must be in [0, 1]. "
                 f"Received: drop_fraction={drop_fraction}."
             )
+        counts = [int(math.floor(drop_fraction * n)) for n in self._counts]
+        record = {
+            "step": int(step),
+            "drop_fraction": float(drop_fraction),
+            "k": {layer.path: k for layer, k in zip(self.layers, counts)},
+        }
+        return self._run(model, step, counts, counts, optimizer, record, wait)
+
+    def prune_to(self, model, targets, step=0, optimizer=None, wait=True):
+        """Prunes each layer by the prune criterion down to a count.
+
+        Args:
+            model: the model passed to `prepare`.
+            targets: dict layer path -> active count to keep (layers not
+                listed, or already at or below their target, are left
+                alone). Nothing is regrown.
+            step: the optimizer step (for the history and random scores).
+            optimizer: whose slots of pruned weights are reset; defaults to
+                `model.optimizer`.
+            wait: see `update`.
+
+        Returns:
+            See `update`.
+        """
+        self._check_prepared()
+        paths = {layer.path for layer in self.layers}
+        unknown = sorted(set(targets) - paths)
+        if unknown:
+            raise ValueError(
+                f"`targets` names {unknown}, which are not sparse layers of "
+                f"the model. Sparse layers: {sorted(paths)}."
+            )
+        counts = [
+            max(0, n - int(targets.get(layer.path, n)))
+            for layer, n in zip(self.layers, self._counts)
+        ]
+        record = {
+            "step": int(step),
+            "drop_fraction": None,
+            "k": {layer.path: k for layer, k in zip(self.layers, counts)},
+        }
+        zeros = [0] * len(counts)
+        return self._run(model, step, counts, zeros, optimizer, record, wait)
+
+    def _run(self, model, step, prune, grow, optimizer, record, wait):
+        if model is not self._model:
+            raise ValueError(
+                "`model` is not the model this updater was prepared with: "
+                "call `updater.prepare(model)` first."
+            )
         if optimizer is None:
             optimizer = getattr(model, "optimizer", None)
-        try:
-            plans = [
-                self._plan_layer(i, layer, step, drop_fraction, optimizer)
-                for i, layer in enumerate(self.layers)
-            ]
-        except FloatingPointError as error:
-            warnings.warn(
-                f"keras_dst: update at step {step} skipped: {error}. "
-                "Weights and masks are unchanged.",
-                RuntimeWarning,
-                stacklevel=2,
+        new_counts = [n - p + g for n, p, g in zip(self._counts, prune, grow)]
+        if not any(prune) and not any(grow):  # nothing to move
+            self._pending.append((record, None))
+            return self._collect()[-1] if wait else None
+        function, slots = self._plan(optimizer)
+        state = model_state(model)
+        ops = keras.ops
+        layers = [
+            (
+                state.read(layer.kernel_variable),
+                state.read(layer.kernel_mask),
+                state.read(layer.kernel_explored),
+                replica_sum(state, layer.kernel_gradient)
+                if self.needs_gradient
+                else None,
+                tuple(state.read(s) for s in layer_slots),
             )
-            return False
-        # Everything computed: now write.
-        for i, (layer, (new_mask, keep, _, weights)) in enumerate(
-            zip(self.layers, plans)
-        ):
-            shape = self.masks[i].shape
-            kernel = layer.kernel_variable
-            weights[~keep] = 0.0
-            layer.kernel_mask.assign(new_mask.reshape(shape).astype("uint8"))
-            kernel.assign(weights.reshape(shape))
-            for slot in slot_variables(optimizer, kernel):
-                values = to_numpy(slot).reshape(-1)
-                values[~keep] = 0.0
-                slot.assign(values.reshape(shape))
-            self.masks[i] = new_mask.reshape(shape)
-            self.ever_active[i] |= self.masks[i]
-            layer.kernel_explored.assign(self.ever_active[i].astype("uint8"))
-        self.history.append(
-            {
-                "step": int(step),
-                "drop_fraction": float(drop_fraction),
-                "k": {
-                    layer.path: plan[2]
-                    for layer, plan in zip(self.layers, plans)
-                },
-            }
+            for layer, layer_slots in zip(self.layers, slots)
+        ]
+        outputs, stats = function(
+            layers,
+            ops.convert_to_tensor(np.asarray(prune, np.int32)),
+            ops.convert_to_tensor(np.asarray(grow, np.int32)),
+            ops.convert_to_tensor(np.int32(step)),
+            ops.convert_to_tensor(np.uint32(self.seed)),
+            self._loss_scale(state, optimizer),
         )
-        return True
+        # Everything computed: now write (a skipped update writes back the
+        # values it was given).
+        for layer, layer_slots, values in zip(self.layers, slots, outputs):
+            write_sparse_state(state, layer, layer_slots, values)
+        # The counts the next update starts from; re-read from the masks
+        # if this update turns out to have been skipped.
+        self._counts = new_counts
+        self._pending.append((record, stats[0]))
+        if wait:
+            return self._collect()[-1]
+        return None
+
+    def _collect(self):
+        """Reads the outcome of pending updates; warns for skipped ones."""
+        outcomes = []
+        pending, self._pending = self._pending, []
+        for record, ok in pending:
+            applied = ok is None or bool(keras.ops.convert_to_numpy(ok))
+            outcomes.append(applied)
+            if applied:
+                self._history.append(record)
+            else:
+                warnings.warn(
+                    f"keras_dst: update at step {record['step']} skipped: "
+                    "non-finite weights or gradients in the scores. Weights "
+                    "and masks are unchanged.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        if not all(outcomes):
+            self._counts = self._read_stats(self._model)[0]
+        return outcomes
 
     # -- reporting ----------------------------------------------------------
 
+    def _read_stats(self, model):
+        state = model_state(model)
+        active, explored = self._stats_function(
+            [
+                (state.read(x.kernel_mask), state.read(x.kernel_explored))
+                for x in self.layers
+            ]
+        )
+        return (
+            [int(a) for a in keras.ops.convert_to_numpy(active)],
+            [int(e) for e in keras.ops.convert_to_numpy(explored)],
+        )
+
+    def _fresh_stats(self):
+        self._check_prepared()
+        self._collect()
+        active, explored = self._read_stats(self._model)
+        self._counts = list(active)
+        sizes = [int(np.prod(x.kernel_variable.shape)) for x in self.layers]
+        return active, explored, sizes
+
+    @property
+    def history(self):
+        """One dict per applied update (step, drop_fraction, k per layer)."""
+        self._collect()
+        return self._history
+
+    @property
+    def active_counts(self):
+        """Active entries per sparse layer (read from the masks)."""
+        return self._fresh_stats()[0]
+
     @property
     def itop_rate_per_layer(self):
-        self._check_prepared()
+        _, explored, sizes = self._fresh_stats()
         return {
-            layer.path: float(e.mean())
-            for layer, e in zip(self.layers, self.ever_active)
+            layer.path: e / n
+            for layer, e, n in zip(self.layers, explored, sizes)
         }
 
     @property
     def itop_rate(self):
-        self._check_prepared()
-        ever = sum(int(e.sum()) for e in self.ever_active)
-        total = sum(e.size for e in self.ever_active)
-        return ever / total
+        _, explored, sizes = self._fresh_stats()
+        return sum(explored) / sum(sizes)
 
     @property
     def sparsity(self):
-        self._check_prepared()
-        active = sum(int(m.sum()) for m in self.masks)
-        total = sum(m.size for m in self.masks)
-        return 1.0 - active / total
+        active, _, sizes = self._fresh_stats()
+        return 1.0 - sum(active) / sum(sizes)
+
+    @property
+    def traces(self):
+        """Traces of the compiled update so far (not of the train step)."""
+        return (
+            0
+            if self._update_function is None
+            else (self._update_function.traces)
+        )

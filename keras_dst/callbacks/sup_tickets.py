@@ -10,9 +10,7 @@ import numpy as np
 from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
-from keras_dst.callbacks.optimizer_slots import slot_variables
 from keras_dst.callbacks.sparse_updater import check_choice
-from keras_dst.callbacks.sparse_updater import to_numpy
 from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
 from keras_dst.superposition.averaging import AVERAGES
 from keras_dst.superposition.averaging import global_magnitude_masks
@@ -340,7 +338,9 @@ class SupTickets(keras.callbacks.Callback):
 
     def _snapshot(self, model):
         # Host copies: JAX donates buffers (see the Keras notes).
-        return [to_numpy(v) for v in model.weights]
+        return [
+            np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights
+        ]
 
     def _add_ticket(self, model, step):
         weights = self._snapshot(model)
@@ -424,16 +424,15 @@ class SupTickets(keras.callbacks.Callback):
     def _superpose(self, model):
         index = {id(v): i for i, v in enumerate(model.weights)}
         layers = self.base.updater.layers
-        budget = sum(self.base.updater.active_counts)
+        current = [layer.get_mask().astype(bool) for layer in layers]
+        budget = sum(int(m.sum()) for m in current)
         kernels = [
             self._average[index[id(layer.kernel_variable)]] for layer in layers
         ]
         union = sum(int(np.count_nonzero(k)) for k in kernels)
         # Ties at zero go to the last ticket's positions, so R_s never
         # grows through the re-prune.
-        masks = global_magnitude_masks(
-            kernels, budget, prefer=self.base.updater.masks
-        )
+        masks = global_magnitude_masks(kernels, budget, prefer=current)
         skip = {
             id(variable)
             for layer in layers
@@ -443,9 +442,7 @@ class SupTickets(keras.callbacks.Callback):
             if id(variable) not in skip:
                 variable.assign(value.astype(variable.dtype))
         for layer, mask in zip(layers, masks):
-            layer.set_mask(mask.astype("uint8"))
-            for slot in slot_variables(model.optimizer, layer.kernel_variable):
-                slot.assign(np.where(mask, to_numpy(slot), 0.0))
+            layer.set_mask(mask.astype("uint8"), optimizer=model.optimizer)
         self.base.updater.prepare(model)
         self._recalibrate(model)
         total = sum(m.size for m in masks)

@@ -3,7 +3,11 @@
 A sparse layer is its Keras parent plus three things:
 
 * ``kernel_mask``: a non-trainable ``uint8`` variable of the kernel's shape,
-  exactly 0 or 1. The layer computes with ``kernel * kernel_mask``.
+  exactly 0 or 1. The layer computes with ``kernel * kernel_mask``: every
+  write of a mask stores inactive kernel entries as exact zeros, and the
+  backward pass masks the kernel's gradient (with the optimizer slots of
+  inactive entries at zero, they stay zero), so the forward pass reads the
+  kernel as it is, without a multiply.
 * ``kernel_gradient`` (optional, on by default): a zero-initialised "gradient
   probe" created with ``overwrite_with_gradient=True``. Its forward
   contribution is exactly zero, and a custom gradient reports
@@ -26,7 +30,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_dst.backend import VariableState
+from keras_dst.layers.sparse_state import masked_values
+from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.initial_masks import random_mask
+from keras_dst.optimizers.slots import slot_variables
 
 MASK_DTYPE = "uint8"
 
@@ -60,8 +68,24 @@ def _read(variable):
     return value
 
 
-def _with_gradient_probe(masked, probe, momentum):
-    """Identity on `masked`; the probe's gradient is dL/d(masked).
+def _masked_gradient(kernel, mask):
+    """Identity on `kernel`; its gradient is masked: dL/dw * mask."""
+
+    @ops.custom_gradient
+    def masked(kernel, mask):
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            return ops.multiply(upstream, ops.cast(mask, upstream.dtype)), None
+
+        return kernel, grad
+
+    return masked(kernel, mask)
+
+
+def _masked_gradient_with_probe(kernel, mask, probe, momentum):
+    """Identity on `kernel`; masked gradient, and the probe's gradient is
+    the dense dL/d(kernel * mask).
 
     Keras overwrites `overwrite_with_gradient` variables with their
     gradient, so after each step the probe holds
@@ -69,17 +93,18 @@ def _with_gradient_probe(masked, probe, momentum):
     """
 
     @ops.custom_gradient
-    def probed(masked, probe, momentum):
+    def probed(kernel, mask, probe, momentum):
         def grad(*args, upstream=None):
             if upstream is None:
                 (upstream,) = args
             dense = ops.cast(upstream, probe.dtype)
             probe_grad = momentum * probe + (1.0 - momentum) * dense
-            return upstream, probe_grad, ops.zeros_like(momentum)
+            kernel_grad = ops.multiply(upstream, ops.cast(mask, upstream.dtype))
+            return kernel_grad, None, probe_grad, ops.zeros_like(momentum)
 
-        return masked, grad
+        return kernel, grad
 
-    return probed(masked, probe, momentum)
+    return probed(kernel, mask, probe, momentum)
 
 
 def masked_weight_property(parent_cls, name):
@@ -102,23 +127,32 @@ def masked_weight_property(parent_cls, name):
         mask = self.__dict__.get("kernel_mask")
         if mask is None:  # still building
             return value
+        # Inactive entries are stored as exact zeros (every write of a mask
+        # zeroes them, and a masked gradient with zeroed optimizer slots
+        # keeps them there), so the forward pass reads the kernel as it is
+        # and only the backward pass applies the mask.
         value = ops.convert_to_tensor(value)
-        mask = ops.cast(mask.value, value.dtype)
         probe = self.__dict__.get("kernel_gradient")
         if probe is None:
-            return ops.multiply(value, mask)
+            return _masked_gradient(value, mask.value)
         probe_value = _read(probe)
         momentum = ops.cast(
             _read(self.kernel_gradient_momentum), probe_value.dtype
         )
-        masked = ops.multiply(value, mask)
-        return _with_gradient_probe(masked, probe_value, momentum)
+        return _masked_gradient_with_probe(
+            value, mask.value, probe_value, momentum
+        )
 
     def fset(self, value):
         # Layer.__setattr__ already tracked `value`; only store it.
         object.__setattr__(self, storage, value)
 
-    return property(fget, fset, doc=f"The masked `{name}` (weight * mask).")
+    return property(
+        fget,
+        fset,
+        doc=f"The masked `{name}`: the raw weight, exactly 0 where the mask "
+        "is 0, with a masked gradient.",
+    )
 
 
 class SparseLayer:
@@ -224,7 +258,8 @@ class SparseLayer:
             optimizer: `None` or the optimizer whose slots to reset.
         """
         mask = np.asarray(mask)
-        shape = tuple(self.kernel_variable.shape)
+        kernel = self.kernel_variable
+        shape = tuple(kernel.shape)
         if mask.shape != shape:
             raise ValueError(
                 f"`mask` must have the kernel's shape {shape} for layer "
@@ -234,24 +269,18 @@ class SparseLayer:
             raise ValueError(
                 f"`mask` must contain only 0 and 1 (layer '{self.name}')."
             )
-        mask = mask.astype(MASK_DTYPE)
-        explored = mask if reset_explored else self.get_explored() | mask
-        self.kernel_explored.assign(explored)
-        self.kernel_mask.assign(mask)
-        kernel = self.kernel_variable
-        kernel.assign(
-            ops.where(
-                ops.convert_to_tensor(mask.astype(bool)),
-                kernel.value,
-                ops.zeros((), kernel.dtype),
-            )
+        mask = ops.convert_to_tensor(mask.astype(bool))
+        slots = [] if optimizer is None else slot_variables(optimizer, kernel)
+        state = VariableState()
+        values = masked_values(
+            mask,
+            mask,
+            state.read(kernel),
+            [state.read(slot) for slot in slots],
+            state.read(self.kernel_explored),
+            reset_explored=reset_explored,
         )
-        if optimizer is not None:
-            from keras_dst.callbacks.optimizer_slots import slot_variables
-
-            for slot in slot_variables(optimizer, kernel):
-                values = keras.ops.convert_to_numpy(slot.value)
-                slot.assign(np.where(mask, values, 0).astype(values.dtype))
+        write_sparse_state(state, self, slots, values)
 
     def get_mask(self):
         """Returns the mask as a numpy ``uint8`` array."""
@@ -277,6 +306,16 @@ class SparseLayer:
 
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)
+        # The forward pass reads the kernel unmasked: whatever a file holds
+        # at inactive entries, they are exact zeros once loaded.
+        kernel = self.kernel_variable
+        kernel.assign(
+            ops.where(
+                ops.cast(self.kernel_mask.value, "bool"),
+                kernel.value,
+                ops.zeros((), kernel.dtype),
+            )
+        )
 
     def _sparse_config(self):
         return {

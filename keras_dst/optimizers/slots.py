@@ -13,6 +13,36 @@ def base_optimizer(optimizer):
     return optimizer
 
 
+# Optimizers whose update of an entry with zero gradient and zero slots is
+# zero (decoupled weight decay included): zeroing the slots of inactive
+# weights keeps them at exactly 0. Not in the list: Muon (its orthogonalized
+# update mixes entries), Ftrl (zeroed accumulators divide by zero without
+# L2).
+ZERO_PRESERVING = tuple(
+    getattr(keras.optimizers, name)
+    for name in (
+        "SGD",
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Nadam",
+        "RMSprop",
+        "Adagrad",
+        "Adadelta",
+        "Lion",
+        "Lamb",
+        "Adafactor",
+    )
+    if hasattr(keras.optimizers, name)
+)
+
+
+def keeps_zeros(optimizer):
+    """Whether `optimizer` is known to leave zero-gradient, zero-slot
+    entries at exactly 0 (see `ZERO_PRESERVING`)."""
+    return isinstance(base_optimizer(optimizer), ZERO_PRESERVING)
+
+
 def slot_variables(optimizer, variable):
     """The optimizer variables that shadow `variable`, element for element.
 

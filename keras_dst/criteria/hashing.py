@@ -1,0 +1,57 @@
+"""Stateless random numbers keyed by (seed, step, layer), in `keras.ops`.
+
+Random growth must draw the same positions on every replica and after a
+resume, without any generator state to save. A counter-based generator
+does that: the score of entry `i` is a hash of `i` and a key made from
+`(seed, step, layer)`. The hash is Wellons's "lowbias32" integer mixer
+(two rounds of xor-shift-multiply on uint32), a bijection with full
+avalanche; it is computed with the same uint32 arithmetic on every
+backend, so TensorFlow and JAX draw identical masks.
+"""
+
+import numpy as np
+from keras import ops
+
+_MULTIPLIER_1 = 0x7FEB352D
+_MULTIPLIER_2 = 0x846CA68B
+_GOLDEN = 0x9E3779B9
+_MASK32 = 0xFFFFFFFF
+
+
+def mix32(x):
+    """lowbias32: a uint32 -> uint32 bijection (x: uint32 tensor)."""
+    x = ops.bitwise_xor(x, ops.right_shift(x, 16))
+    x = ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_1, "uint32"))
+    x = ops.bitwise_xor(x, ops.right_shift(x, 15))
+    x = ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_2, "uint32"))
+    return ops.bitwise_xor(x, ops.right_shift(x, 16))
+
+
+def layer_key(seed, step, layer):
+    """The uint32 key of `(seed, step, layer)` (tensors or ints).
+
+    Args:
+        seed: uint32 scalar (the updater's seed).
+        step: int32 or uint32 scalar (the optimizer step).
+        layer: Python int, the layer's position in the model.
+    """
+    seed = ops.cast(seed, "uint32")
+    step = ops.cast(step, "uint32")
+    salt = ops.convert_to_tensor(((layer + 1) * _GOLDEN) & _MASK32, "uint32")
+    return mix32(ops.bitwise_xor(mix32(ops.bitwise_xor(seed, salt)), step))
+
+
+def uniform_scores(key, shape):
+    """i.i.d.-looking uniform scores in [0, 1) of `shape`, from `key`.
+
+    Entry `i` (flat index) gets `mix32(mix32(i ^ key) + key) >> 8`, as a
+    float32 multiple of 2^-24. Top-k of these scores is a uniform draw of k
+    positions.
+    """
+    size = int(np.prod(shape))
+    index = ops.cast(ops.arange(size, dtype="int32"), "uint32")
+    bits = mix32(ops.add(mix32(ops.bitwise_xor(index, key)), key))
+    scores = ops.multiply(
+        ops.cast(ops.right_shift(bits, 8), "float32"), 2.0**-24
+    )
+    return ops.reshape(scores, shape)

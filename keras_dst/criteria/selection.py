@@ -1,0 +1,128 @@
+"""Exact top-k selection on the device, one tie rule everywhere.
+
+`select_largest` returns, for each layer, a boolean mask with exactly
+`min(k, number of candidates)` entries: the candidates of highest score,
+ties broken by the LOWEST flat index. `k` is a tensor, so a new drop
+fraction never retraces the compiled update.
+
+How (a radix select: the threshold is searched bit by bit):
+
+1. Each float score is mapped to an int32 key with the same order
+   (`order_keys`: the IEEE-754 bit pattern, negative numbers flipped).
+2. The threshold `t`, the k-th largest key, is built one bit at a time
+   from the top: keep a bit if at least k candidates have a key >= the
+   threshold with that bit set. 32 counting passes, for all layers of
+   the model in one loop.
+3. Every candidate with key > t is taken, and among the keys == t the
+   lowest indices fill up to k (a cumulative sum, only computed when
+   there are more ties at t than places left).
+
+No sort, O(32 n) work, static shapes: on a 2-core CPU about 7 ms for a
+1M-entry layer (XLA's `top_k` with k = 30k: about 20 ms), and it needs no
+static bound on k.
+"""
+
+import numpy as np
+from keras import ops
+
+_INT32_MIN = np.int32(np.iinfo(np.int32).min)
+_INT32_MAX = np.int32(np.iinfo(np.int32).max)
+# Bit b of the offset (unsigned) key, from the top: 2^31, 2^30, ..., 1.
+_BITS = np.array(
+    [np.int64(1) << (31 - i) for i in range(32)], dtype=np.uint32
+).view(np.int32)
+
+
+def order_keys(scores):
+    """int32 keys with the order of float `scores` (finite, any sign).
+
+    For floats >= 0 the IEEE-754 bit pattern, read as an int, grows with
+    the value; for negative floats the pattern is reversed, so its low 31
+    bits are flipped. -0.0 is mapped to the key of +0.0.
+    """
+    scores = ops.cast(scores, "float32")
+    scores = ops.where(ops.equal(scores, 0.0), ops.zeros_like(scores), scores)
+    bits = ops.view(scores, "int32")
+    sign = ops.right_shift(bits, 31)  # arithmetic: 0 or -1
+    return ops.bitwise_xor(bits, ops.bitwise_and(sign, _INT32_MAX))
+
+
+def count_true(x):
+    """The number of True entries of bool tensor `x`, as an int32 scalar.
+
+    Summed in float32 when that is exact (at most 2^24 entries): XLA's CPU
+    backend vectorizes float reductions, about 2.5x faster than int32.
+    """
+    size = int(np.prod(x.shape))
+    dtype = "float32" if size <= 2**24 else "int32"
+    return ops.cast(ops.sum(ops.cast(x, dtype)), "int32")
+
+
+def _thresholds(keys, ks):
+    """Per layer, the largest key t with at least k candidates >= t."""
+    bits = ops.convert_to_tensor(_BITS)
+    offset = ops.convert_to_tensor(_INT32_MIN)
+
+    def body(i, found):
+        bit = ops.take(bits, i)
+        counts = []
+        for layer, key in enumerate(keys):
+            trial = ops.bitwise_xor(ops.bitwise_or(found[layer], bit), offset)
+            counts.append(count_true(key >= trial))
+        counts = ops.stack(counts)
+        return ops.where(counts >= ks, ops.bitwise_or(found, bit), found)
+
+    found = ops.fori_loop(0, 32, body, ops.zeros((len(keys),), dtype="int32"))
+    return ops.bitwise_xor(found, offset)
+
+
+def select_largest(scores, candidates, ks):
+    """The k highest-score candidates of each layer, ties: lowest index.
+
+    Args:
+        scores: list of float tensors (any shape), finite where candidate.
+        candidates: list of bool tensors of the same shapes.
+        ks: int32 tensor of shape (len(scores),), the number to select.
+
+    Returns:
+        list of bool tensors: exactly `min(k, candidates.sum())` True
+        entries each, all of them candidates.
+    """
+    if not scores:
+        return []
+    ks = ops.cast(ks, "int32")
+    keys = [
+        ops.reshape(
+            ops.where(
+                c,
+                order_keys(s),
+                ops.full(ops.shape(s), _INT32_MIN, dtype="int32"),
+            ),
+            (-1,),
+        )
+        for s, c in zip(scores, candidates)
+    ]
+    thresholds = _thresholds(keys, ks)
+    selected = []
+    for layer, (key, candidate) in enumerate(zip(keys, candidates)):
+        t = thresholds[layer]
+        k = ks[layer]
+        flat_candidate = ops.reshape(candidate, (-1,))
+        at_least = ops.logical_and(key >= t, flat_candidate)
+        taken = count_true(at_least)
+
+        def break_ties(key=key, t=t, k=k, flat_candidate=flat_candidate):
+            above = ops.logical_and(key > t, flat_candidate)
+            tied = ops.logical_and(ops.equal(key, t), flat_candidate)
+            places = k - count_true(above)
+            rank = ops.cumsum(ops.cast(tied, "int32"))
+            return ops.logical_or(above, ops.logical_and(tied, rank <= places))
+
+        chosen = ops.cond(taken > k, break_ties, lambda at=at_least: at)
+        selected.append(ops.reshape(chosen, ops.shape(candidate)))
+    return selected
+
+
+def select_smallest(scores, candidates, ks):
+    """The k lowest-score candidates of each layer, ties: lowest index."""
+    return select_largest([ops.negative(s) for s in scores], candidates, ks)

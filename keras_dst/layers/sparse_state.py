@@ -1,0 +1,67 @@
+"""The one writer of a sparse layer's state: mask, kernel, slots, union.
+
+Every change of a mask goes through these two functions: the compiled
+DST update (`SparseUpdater`), `SparseLayer.set_mask` (initial masks,
+`sparsify`, GMP) and Sup-tickets' superposition. So the invariants hold
+the same way everywhere:
+
+* the mask is `uint8`, exactly 0 or 1;
+* the kernel is exactly 0.0 wherever the mask is 0, and so is every
+  optimizer slot of the kernel (momentum, Adam's m and v, ...): a zero
+  weight with zero gradient and zero state stays zero;
+* entries that are not `keep` restart at 0 (weights just grown, weights
+  pruned and regrown in the same update);
+* `kernel_explored`, the union of all masks so far (R_s), gains the new
+  mask.
+"""
+
+from keras import ops
+
+
+def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
+    """The new state of one layer for a new `mask` (pure `keras.ops`).
+
+    Args:
+        mask: bool tensor, the new mask.
+        keep: bool tensor, the entries whose weight and slots survive
+            (a subset of `mask`); every other entry is set to 0.
+        kernel: the current kernel.
+        slots: list of the kernel's optimizer slots (current values).
+        explored: `uint8` tensor, the union of masks so far.
+        reset_explored: start the union anew from `mask`.
+
+    Returns:
+        `(mask, kernel, slots, explored)`: `uint8` mask, zeroed kernel and
+        slots, `uint8` union.
+    """
+    kernel = ops.where(keep, kernel, ops.zeros((), kernel.dtype))
+    slots = [ops.where(keep, s, ops.zeros((), s.dtype)) for s in slots]
+    if not reset_explored:
+        mask_or_explored = ops.logical_or(ops.cast(explored, "bool"), mask)
+    else:
+        mask_or_explored = mask
+    return (
+        ops.cast(mask, "uint8"),
+        kernel,
+        slots,
+        ops.cast(mask_or_explored, "uint8"),
+    )
+
+
+def write_sparse_state(state, layer, slot_variables, values):
+    """Writes `masked_values`' result into `layer` through `state`.
+
+    Args:
+        state: an accessor with `write(variable, value)` (see
+            `keras_dst.backend.model_state`).
+        layer: the sparse layer.
+        slot_variables: the optimizer slot variables of its kernel, in the
+            order of `values`' slots.
+        values: `(mask, kernel, slots, explored)`.
+    """
+    mask, kernel, slots, explored = values
+    state.write(layer.kernel_variable, kernel)
+    for variable, value in zip(slot_variables, slots):
+        state.write(variable, value)
+    state.write(layer.kernel_explored, explored)
+    state.write(layer.kernel_mask, mask)
