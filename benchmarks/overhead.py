@@ -26,15 +26,15 @@ Method:
   cumulative optimizer step) stays ahead of the optimizer step; with plain
   repeated `fit(epochs=1)` no update would happen after the first call.
   Updates per timed epoch are counted from `len(callback.updater.history)`
-  and must be > 0. A `fit` call that starts exactly on a multiple of
-  `update_interval` skips the update at that step (keras_dst's
-  `on_train_begin` schedules the next update strictly after the current
-  step), so the default step counts (210, 120) avoid such boundaries.
+  and must be > 0.
 * One update is also timed on its own after the rounds:
-  `callback.updater.update(model, step, 0.3)`, median of several, and
-  expressed in train steps of the matching `Static` variant (same layers,
-  no updates). A breakdown times the host reads and the planning
-  (selection) separately.
+  `callback.updater.update(model, step, 0.3)`, which waits for the device,
+  median of several, and expressed in train steps of the matching `Static`
+  variant (same layers, no updates). The update is one compiled function
+  (`keras_dst.SparseUpdater`): the table also gives the traces each
+  variant's updater caused (1 = compiled once for every step and drop
+  fraction; 0 = reused the compilation of an earlier variant with the
+  same shapes and criteria).
 * Retracing: every model starts with an identity layer that counts its
   `call`s in Python; `call` runs only while a function is traced, so the
   count must not grow between the end of the warm-up and the end of the
@@ -243,7 +243,6 @@ def run_backend(args):
     import numpy as np
 
     import keras_dst
-    from keras_dst.callbacks.sparse_updater import to_numpy
 
     if keras.backend.backend() != args.backend:
         raise RuntimeError(
@@ -322,7 +321,11 @@ def run_backend(args):
         model = keras.Model(inputs, outputs, name=f"{model_name}_{variant}")
         model.compile(
             optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-            loss="sparse_categorical_crossentropy",
+            # The last layer has no softmax: its outputs are logits. (Up to
+            # commit 4bfc4d7 this benchmark passed them as probabilities,
+            # which Keras clips: gradients were ~0 and RigL's growth had
+            # nothing to rank.)
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         callback = None
         if kind == "static":
@@ -498,29 +501,21 @@ def run_backend(args):
             model = run["model"]
             updater = cb.updater
             layers = updater.layers
+            traces_in_fit = updater.traces
             base = int(model.optimizer.iterations.numpy()) + 10**6
-            totals, reads, plans = [], [], []
+            totals = []
             for i in range(args.update_repeats):
                 step = base + i * args.update_interval
                 t0 = time.perf_counter()
-                for layer in layers:
-                    to_numpy(layer.kernel_variable)
-                    if layer.kernel_gradient is not None:
-                        to_numpy(layer.kernel_gradient)
-                reads.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                for j, layer in enumerate(layers):
-                    updater._plan_layer(j, layer, step, 0.3, model.optimizer)
-                plans.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
+                # Blocking: returns once the device has finished.
                 applied = updater.update(model, step, 0.3)
                 totals.append(time.perf_counter() - t0)
                 if not applied:
                     raise RuntimeError(f"{variant}: update was skipped")
             run["direct_update"] = {
                 "total_ms": [1e3 * t for t in totals],
-                "read_all_ms": [1e3 * t for t in reads],
-                "plan_all_ms": [1e3 * t for t in plans],
+                "traces_in_fit": traces_in_fit,
+                "traces_after_direct": updater.traces,
                 "layers": [
                     {
                         "path": layer.path,
@@ -593,8 +588,7 @@ def run_backend(args):
             d = run["direct_update"]
             out["direct_update"] = d
             out["update_ms"] = median(d["total_ms"])
-            out["update_read_ms"] = median(d["read_all_ms"])
-            out["update_plan_ms"] = median(d["plan_all_ms"])
+            out["update_traces"] = d["traces_after_direct"]
             ref = variants_out.get(COUNTERPART[variant])
             unit_ms = ref["median_step_ms"] if ref else out["median_step_ms"]
             out["step_unit"] = COUNTERPART[variant] if ref else variant
@@ -705,8 +699,12 @@ def markdown(report):
         "in the same round, median over rounds (min–max in brackets); "
         "CPU-time ratio: the same with this process's CPU time, less "
         "sensitive to other load on a shared machine. "
-        "ms/update: one `updater.update(model, step, 0.3)` called directly, "
-        "median; in train steps of the `Static` model with the same layers. "
+        "ms/update: one `updater.update(model, step, 0.3)` called directly "
+        "(the compiled update, waiting for the device), median; in train "
+        "steps of the `Static` model with the same layers; update traces: "
+        "traces of the compiled update that this variant's updater caused in "
+        "the whole run (1: compiled once; 0: it reused the compilation of an "
+        "earlier variant with the same shapes and criteria). "
         "Targets: SET ≤ 1.05× dense, RigL ≤ 1.10× dense, one update ≤ 2 "
         "train steps.",
     ]
@@ -733,8 +731,8 @@ def markdown(report):
                 "",
                 "| variant | median epoch s | ratio to dense | CPU-time ratio "
                 "| updates/epoch | ms/update | update in train steps "
-                "| target | result |",
-                "|---|---|---|---|---|---|---|---|---|",
+                "| update traces | target | result |",
+                "|---|---|---|---|---|---|---|---|---|---|",
             ]
             for out in m["variants"].values():
                 ratios = out["ratio"]
@@ -760,6 +758,7 @@ def markdown(report):
                     f"| {upd} "
                     f"| {fmt(out.get('update_ms'), '.1f')} "
                     f"| {fmt(out.get('update_in_steps'), '.2f')} "
+                    f"| {fmt(out.get('update_traces'), 'd')} "
                     f"| {' / '.join(targets) or '—'} "
                     f"| {' / '.join(results) or '—'} |"
                 )
@@ -872,7 +871,7 @@ def main(argv=None):
             "- MaxPool 2 - Flatten - Dense 128 relu - Dense 10",
         },
         "optimizer": "SGD(learning_rate=0.01, momentum=0.9)",
-        "loss": "sparse_categorical_crossentropy",
+        "loss": "sparse_categorical_crossentropy(from_logits=True)",
         "data": "uniform random float32 inputs, random integer labels",
         "targets": {
             "ratio_to_dense": RATIO_TARGETS,

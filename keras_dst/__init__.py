@@ -1,5 +1,6 @@
 """keras_dst: dynamic sparse training for Keras 3 (TensorFlow and JAX)."""
 
+from keras_dst import criteria
 from keras_dst import layers
 from keras_dst import masks
 from keras_dst import schedules

@@ -480,10 +480,22 @@ class UpdaterTest(TestCase):
 
     def test_compiled_once_for_every_fraction_and_step(self):
         model, updater, _ = self.prepared("gradient")
-        for i, fraction in enumerate((0.5, 0.3, 0.01, 0.25, 1.0, 0.0, 0.4)):
-            self.assertTrue(updater.update(model, 10 * i + 1, fraction))
-        self.assertEqual(updater.traces, 1)
+        self.assertTrue(updater.update(model, 1, 0.5))
+        # 1, or 0 if an earlier model of the same shapes compiled it.
+        first = updater.traces
+        self.assertLessEqual(first, 1)
+        for i, fraction in enumerate((0.3, 0.01, 0.25, 1.0, 0.0, 0.4)):
+            self.assertTrue(updater.update(model, 10 * i + 11, fraction))
+        self.assertEqual(updater.traces, first)
         self.assertLen(updater.history, 7)
+        # A model of new shapes is traced once more, then never again.
+        other = compile_model(self.mlp((7, 13, 5), sparsity=0.5, mask_seed=1))
+        other.fit(*self.classification_data(features=7, classes=5), verbose=0)
+        fresh = keras_dst.SparseUpdater(growth="gradient", seed=0)
+        fresh.prepare(other)
+        for i in range(3):
+            self.assertTrue(fresh.update(other, 5 + i, 0.2 + 0.1 * i))
+        self.assertEqual(fresh.traces, 1)
 
     def test_set_mask_between_updates_is_seen(self):
         # No copy of the masks in the updater: it starts from the layer.

@@ -41,7 +41,7 @@ class VariableState:
     """
 
     def read(self, variable):
-        return keras.ops.convert_to_tensor(variable.value)
+        return _module().read_value(variable)
 
     def write(self, variable, value):
         variable.assign(value)

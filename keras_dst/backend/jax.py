@@ -7,6 +7,11 @@ def compile_function(fn):
     return jax.jit(fn)
 
 
+def read_value(variable):
+    """The variable's current value (a jax array)."""
+    return variable.value
+
+
 def replica_sum(state, variable):
     """Under `keras.distribution` JAX computes global gradients: a
     replicated variable already holds the sum."""

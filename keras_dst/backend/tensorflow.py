@@ -6,7 +6,22 @@ import tensorflow as tf
 def compile_function(fn):
     # XLA fuses the selection's counting passes (about 2x faster than
     # TensorFlow's own kernels on a CPU) and runs on GPU/TPU alike.
-    return tf.function(fn, jit_compile=True, reduce_retracing=True)
+    # Static shapes: one trace per input signature (the update's code needs
+    # each layer's size when it is traced).
+    return tf.function(fn, jit_compile=True)
+
+
+def read_value(variable):
+    """The variable's current value as a tensor.
+
+    Under `tf.distribute`, `keras.ops.convert_to_tensor(variable.value)`
+    returns the `MirroredVariable` itself, which a `tf.function` then
+    captures by reference, so a compiled function shared by two models of
+    the same shapes would read the first model's variables.
+    `tf.convert_to_tensor` reads the value (the first replica's, in a
+    cross-replica context).
+    """
+    return tf.convert_to_tensor(variable.value)
 
 
 def replica_sum(state, variable):

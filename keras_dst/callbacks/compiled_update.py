@@ -9,6 +9,7 @@ traces it again. For each sparse layer, with equations as in Evci et al.
 
     pruned   = the k_prune active entries of lowest prune score
     survive  = mask and not pruned
+    (growth scores are computed from the state before the update)
     grown    = the k_grow entries of highest growth score among not survive
     mask'    = survive or grown
     kernel'  = kernel where survive, else 0 (grown weights start at 0)
@@ -16,9 +17,10 @@ traces it again. For each sparse layer, with equations as in Evci et al.
     explored'= explored or mask or mask'
 
 Selections are exact, ties to the lowest flat index
-(`keras_dst.criteria.selection`). If any score the update ranks is not
-finite (NaN/inf weights or gradients), every output equals its input and
-the returned `ok` flag is False: a failed update changes nothing.
+(`keras_dst.criteria.selection`). If a prune score of an active entry or
+any growth score is not finite (NaN/inf weights or gradients), nothing is
+selected, every output equals its input and the returned `ok` flag is
+False: a failed update changes nothing.
 """
 
 from keras import ops
@@ -40,8 +42,17 @@ def _all_finite(values, where):
     return ops.all(ops.logical_or(finite, ops.logical_not(where)))
 
 
+_SHARED = {}
+
+
 class CompiledUpdate:
-    """The update function for one model structure, and its trace count.
+    """The update function for one updater, and its trace count.
+
+    The compiled function is shared by every updater with the same
+    criteria: a model with the same layer shapes, dtypes and optimizer
+    slots as one seen before reuses its trace and compilation (the
+    backends cache one executable per input signature). `traces` counts
+    the traces that this updater's calls caused.
 
     Call with:
         layers: list, per sparse layer, of `(kernel, mask, explored,
@@ -49,30 +60,54 @@ class CompiledUpdate:
             it; `slots` a tuple of the kernel's optimizer slots.
         prune_counts, grow_counts: int32 tensors of shape (layers,).
         step: int32 scalar; seed: uint32 scalar; scale: float32 scalar
-            (the loss scale the gradients are divided by).
+            (the loss scale the gradients are divided by) or None.
 
     Returns:
-        `(outputs, stats)`: per layer `(mask, kernel, slots, explored)`;
-        stats `(ok, active, explored)`: bool scalar, int32 counts per
-        layer of the new mask and of the new union.
+        `(outputs, ok)`: per layer `(mask, kernel, slots, explored)`, and a
+        bool scalar, False if the update was skipped (then every output
+        equals its input).
     """
 
     def __init__(self, prune, growth):
         self.prune = prune
         self.growth = growth
         self.traces = 0
-        self._function = compile_function(self._update)
+        key = (prune, growth)
+        if key not in _SHARED:
+            _SHARED[key] = _SharedUpdate(prune, growth)
+        self._shared = _SHARED[key]
 
     def __call__(self, *args):
-        return self._function(*args)
+        return self._shared.call(self, *args)
+
+
+class _SharedUpdate:
+    """One compiled update function per pair of criteria."""
+
+    def __init__(self, prune, growth):
+        self.prune = prune
+        self.growth = growth
+        self._caller = None
+        self._function = compile_function(self._update)
+
+    def call(self, caller, *args):
+        self._caller = caller
+        try:
+            return self._function(*args)
+        finally:
+            self._caller = None
 
     def _update(self, layers, prune_counts, grow_counts, step, seed, scale):
-        self.traces += 1  # Python side effect: runs only while tracing
+        if self._caller is not None:  # Python: runs only while tracing
+            self._caller.traces += 1
         prune, growth = self.prune, self.growth
         kernels = [layer[0] for layer in layers]
         masks = [ops.cast(layer[1], "bool") for layer in layers]
         gradients = [
-            None if layer[3] is None else ops.divide(layer[3], scale)
+            layer[3]
+            if layer[3] is None or scale is None
+            # Keras leaves overwrite_with_gradient variables loss-scaled.
+            else ops.divide(layer[3], scale)
             for layer in layers
         ]
         keys = [layer_key(seed, step, i) for i in range(len(layers))]
@@ -89,56 +124,56 @@ class CompiledUpdate:
             prune.score(inputs(i, mask, prune, prune_keys[i]))
             for i, mask in enumerate(masks)
         ]
-        pruned = select_smallest(prune_scores, masks, prune_counts)
+        growth_scores = [
+            growth.score(inputs(i, mask, growth, keys[i]))
+            for i, mask in enumerate(masks)
+        ]
+        # A non-finite score skips the update: nothing is selected and
+        # every value is kept (no extra pass over the outputs).
+        ok = ops.convert_to_tensor(True)
+        for i, mask in enumerate(masks):
+            ok = ops.logical_and(ok, _all_finite(prune_scores[i], mask))
+            ok = ops.logical_and(ok, ops.all(ops.isfinite(growth_scores[i])))
+        gate = ops.cast(ok, "int32")
+
+        pruned = select_smallest(prune_scores, masks, prune_counts * gate)
         survivors = [
             ops.logical_and(mask, ops.logical_not(p))
             for mask, p in zip(masks, pruned)
         ]
-        growth_scores = [
-            growth.score(inputs(i, survive, growth, keys[i]))
-            for i, survive in enumerate(survivors)
-        ]
         vacant = [ops.logical_not(s) for s in survivors]
-        grown = select_largest(growth_scores, vacant, grow_counts)
+        grown = select_largest(growth_scores, vacant, grow_counts * gate)
 
-        ok = ops.convert_to_tensor(True)
-        for i in range(len(layers)):
-            ok = ops.logical_and(ok, _all_finite(prune_scores[i], masks[i]))
-            ok = ops.logical_and(ok, _all_finite(growth_scores[i], vacant[i]))
-
-        outputs, active, explored = [], [], []
-        for i, (kernel, mask_in, explored_in, _, slots) in enumerate(layers):
+        outputs = []
+        for i, (kernel, _, explored_in, _, slots) in enumerate(layers):
             new_mask = ops.logical_or(survivors[i], grown[i])
+            keep = ops.logical_or(survivors[i], ops.logical_not(ok))
             union_in = ops.logical_or(ops.cast(explored_in, "bool"), masks[i])
-            new = masked_values(
-                new_mask, survivors[i], kernel, list(slots), union_in
+            mask_out, kernel_out, slots_out, explored_out = masked_values(
+                new_mask, keep, kernel, list(slots), union_in
             )
-            old = (mask_in, kernel, list(slots), explored_in)
-            mask_out = ops.where(ok, new[0], old[0])
-            kernel_out = ops.where(ok, new[1], old[1])
-            slots_out = tuple(
-                ops.where(ok, n, o) for n, o in zip(new[2], old[2])
+            explored_out = ops.where(ok, explored_out, explored_in)
+            outputs.append(
+                (mask_out, kernel_out, tuple(slots_out), explored_out)
             )
-            explored_out = ops.where(ok, new[3], old[3])
-            outputs.append((mask_out, kernel_out, slots_out, explored_out))
-            active.append(count_true(mask_out))
-            explored.append(count_true(explored_out))
-        return outputs, (ok, ops.stack(active), ops.stack(explored))
+        return outputs, ok
 
 
 class CompiledStats:
-    """Active and explored counts per layer, compiled once per model.
+    """Active and explored counts per layer (one compiled function for
+    all models; traced once per model structure).
 
     Call with a list of `(mask, explored)` per layer; returns two int32
     tensors (layers,): the active count and the size of the union of
     masks (explored or mask).
     """
 
-    def __init__(self):
-        self._function = compile_function(self._stats)
+    _function = None
 
     def __call__(self, layers):
-        return self._function(layers)
+        if CompiledStats._function is None:
+            CompiledStats._function = compile_function(self._stats)
+        return CompiledStats._function(layers)
 
     @staticmethod
     def _stats(layers):

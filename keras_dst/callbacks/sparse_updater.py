@@ -239,11 +239,13 @@ class SparseUpdater:
         state = model_state(self._model)
         gradient = replica_sum(state, layer.kernel_gradient)
         scale = self._loss_scale(state, optimizer)
-        return np.asarray(keras.ops.convert_to_numpy(gradient / scale))
+        if scale is not None:
+            gradient = gradient / scale
+        return np.asarray(keras.ops.convert_to_numpy(gradient))
 
     @staticmethod
     def _loss_scale(state, optimizer):
-        """The loss scale of a `LossScaleOptimizer` (else 1), on device.
+        """The loss scale of a `LossScaleOptimizer` (else None), on device.
 
         Dividing by the current scale is exact unless the scale changed at
         the last step (doubled every `dynamic_growth_steps`, halved on
@@ -253,25 +255,28 @@ class SparseUpdater:
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             scale = state.read(optimizer.dynamic_scale)
             return keras.ops.cast(scale, "float32")
-        return keras.ops.convert_to_tensor(1.0, "float32")
+        return None
 
     def _plan(self, optimizer):
-        """The compiled update and each layer's slot variables."""
-        slots = [
-            tuple(slot_variables(optimizer, layer.kernel_variable))
-            for layer in self.layers
-        ]
-        key = (id(optimizer), tuple(tuple(id(s) for s in x) for x in slots))
-        if self._update_function is None or key != self._plan_key:
-            # A new structure (first update, optimizer built or replaced):
-            # keep the same function object if only slots changed, so that
-            # `traces` counts every trace of this updater.
-            if self._update_function is None:
-                self._update_function = CompiledUpdate(
-                    self._prune, self._growth
-                )
+        """The compiled update and each layer's slot variables.
+
+        The slots are looked up again only when the optimizer changes (a
+        new one, or built since: its variable count changes).
+        """
+        inner = base_optimizer(optimizer) if optimizer is not None else None
+        key = (
+            id(optimizer),
+            getattr(inner, "built", False),
+            len(inner.variables) if inner is not None else 0,
+        )
+        if self._update_function is None:
+            self._update_function = CompiledUpdate(self._prune, self._growth)
+        if key != self._plan_key:
+            self._slots = [
+                tuple(slot_variables(optimizer, layer.kernel_variable))
+                for layer in self.layers
+            ]
             self._plan_key = key
-            self._slots = slots
         return self._update_function, self._slots
 
     def update(self, model, step, drop_fraction, optimizer=None, wait=True):
@@ -373,7 +378,7 @@ class SparseUpdater:
             )
             for layer, layer_slots in zip(self.layers, slots)
         ]
-        outputs, stats = function(
+        outputs, ok = function(
             layers,
             ops.convert_to_tensor(np.asarray(prune, np.int32)),
             ops.convert_to_tensor(np.asarray(grow, np.int32)),
@@ -388,7 +393,7 @@ class SparseUpdater:
         # The counts the next update starts from; re-read from the masks
         # if this update turns out to have been skipped.
         self._counts = new_counts
-        self._pending.append((record, stats[0]))
+        self._pending.append((record, ok))
         if wait:
             return self._collect()[-1]
         return None

@@ -29,8 +29,9 @@ class ScoreInputs(NamedTuple):
 
     Attributes:
         kernel: the raw kernel (exact zeros where inactive).
-        mask: bool tensor, the active connections. For growth: after
-            this update's pruning.
+        mask: bool tensor, the active connections before the update
+            (growth candidates are the inactive positions after pruning;
+            scores are asked for every position).
         gradient: the dense gradient dL/d(kernel * mask) of the last
             training step (unscaled, summed over replicas), or its moving
             average for criteria registered with `gradient_momentum=True`;
@@ -114,7 +115,7 @@ def register_growth(name, score, needs_gradient=False, gradient_momentum=False):
     Args:
         name: the name for `growth=...`; an existing name is replaced.
         score: `ScoreInputs -> tensor` of the kernel's shape, finite
-            wherever the mask (after pruning) is inactive.
+            everywhere (a non-finite score skips the update).
         needs_gradient: the score reads `inputs.gradient`.
         gradient_momentum: `inputs.gradient` should be the probe's moving
             average of the gradient (SNFS) instead of the last gradient.

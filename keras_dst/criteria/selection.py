@@ -59,21 +59,56 @@ def count_true(x):
 
 
 def _thresholds(keys, ks):
-    """Per layer, the largest key t with at least k candidates >= t."""
+    """Per layer, the largest key t with at least k candidates >= t, and
+    the number of candidates >= t (0 if t is INT32_MIN: fewer than k)."""
     bits = ops.convert_to_tensor(_BITS)
     offset = ops.convert_to_tensor(_INT32_MIN)
 
-    def body(i, found):
+    def body(i, state):
+        found, taken = state
         bit = ops.take(bits, i)
         counts = []
         for layer, key in enumerate(keys):
             trial = ops.bitwise_xor(ops.bitwise_or(found[layer], bit), offset)
             counts.append(count_true(key >= trial))
         counts = ops.stack(counts)
-        return ops.where(counts >= ks, ops.bitwise_or(found, bit), found)
+        keep = counts >= ks
+        return (
+            ops.where(keep, ops.bitwise_or(found, bit), found),
+            ops.where(keep, counts, taken),
+        )
 
-    found = ops.fori_loop(0, 32, body, ops.zeros((len(keys),), dtype="int32"))
-    return ops.bitwise_xor(found, offset)
+    zeros = ops.zeros((len(keys),), dtype="int32")
+    found, taken = ops.fori_loop(0, 32, body, (zeros, zeros))
+    return ops.bitwise_xor(found, offset), taken
+
+
+def _first_true(x, count):
+    """Flat bool `x` with only its first `count` True entries kept.
+
+    `count` must be below the number of True entries. Rows of 1024: one
+    pass sums the rows, a cumulative sum over the row sums finds the row
+    where the count runs out, and only that row needs a cumulative sum of
+    its own (XLA's CPU cumsum over a whole 1M-entry layer costs ~3 ms).
+    """
+    size = int(x.shape[0])
+    width = 1024
+    rows = -(-size // width)
+    grid = ops.reshape(ops.pad(x, [(0, rows * width - size)]), (rows, width))
+    per_row = ops.cast(ops.sum(ops.cast(grid, "float32"), axis=1), "int32")
+    through = ops.cumsum(per_row)  # True entries in rows 0..r
+    cut = ops.argmax(through > count)  # the row where `count` runs out
+    need = count - (ops.take(through, cut) - ops.take(per_row, cut))
+    row = ops.take(grid, cut, axis=0)
+    in_row = ops.logical_and(row, ops.cumsum(ops.cast(row, "int32")) <= need)
+    index = ops.expand_dims(ops.arange(rows, dtype="int32"), 1)
+    cut = ops.cast(cut, "int32")
+    kept = ops.where(
+        index < cut,
+        grid,
+        ops.logical_and(index == cut, ops.expand_dims(in_row, 0)),
+    )
+    return ops.reshape(kept, (-1,))[:size]
 
 
 def select_largest(scores, candidates, ks):
@@ -102,21 +137,20 @@ def select_largest(scores, candidates, ks):
         )
         for s, c in zip(scores, candidates)
     ]
-    thresholds = _thresholds(keys, ks)
+    thresholds, counts = _thresholds(keys, ks)
     selected = []
     for layer, (key, candidate) in enumerate(zip(keys, candidates)):
         t = thresholds[layer]
         k = ks[layer]
+        taken = counts[layer]  # candidates >= t, counted by the search
         flat_candidate = ops.reshape(candidate, (-1,))
         at_least = ops.logical_and(key >= t, flat_candidate)
-        taken = count_true(at_least)
 
         def break_ties(key=key, t=t, k=k, flat_candidate=flat_candidate):
             above = ops.logical_and(key > t, flat_candidate)
             tied = ops.logical_and(ops.equal(key, t), flat_candidate)
             places = k - count_true(above)
-            rank = ops.cumsum(ops.cast(tied, "int32"))
-            return ops.logical_or(above, ops.logical_and(tied, rank <= places))
+            return ops.logical_or(above, _first_true(tied, places))
 
         chosen = ops.cond(taken > k, break_ties, lambda at=at_least: at)
         selected.append(ops.reshape(chosen, ops.shape(candidate)))

@@ -1,0 +1,189 @@
+"""Per-step cost of sparse layers, compared between two source trees.
+
+Answers "did this change make a training step of a sparse model cheaper?"
+on a noisy machine: processes of the two trees (e.g. a `git worktree` of an
+older commit and this checkout) alternate, each timing the same MLP
+784-1000-1000-1000-10 (batch 128, SGD momentum 0.9) three ways in
+interleaved rounds: plain Keras `Dense`, and `SparseDense` under
+`keras_dst.Static(0.9)` with and without the gradient probe. Reported: the
+median over rounds of each sparse model's CPU-time ratio to the dense one
+(CPU time of this process, less sensitive than wall time to other load),
+per run, and the median over runs per tree.
+
+Usage:
+
+    git worktree add /tmp/keras_dst_old 4bfc4d7
+    python benchmarks/step_cost.py --trees=/tmp/keras_dst_old,. --runs=3
+
+Results: benchmarks/results/step_cost.{json,md} (or --output_dir/--name).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BACKENDS = ("tensorflow", "jax")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--trees", required=True, help="comma-separated roots")
+    p.add_argument("--backends", default=",".join(BACKENDS))
+    p.add_argument("--runs", type=int, default=3, help="runs per tree")
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--output_dir", default=os.path.join(HERE, "results"))
+    p.add_argument("--name", default="step_cost")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.trees = [os.path.abspath(t) for t in args.trees.split(",") if t]
+    args.backends = [b for b in args.backends.split(",") if b]
+    return args
+
+
+def child(args):
+    """One run in this process (its keras_dst comes from PYTHONPATH)."""
+    import time
+
+    import keras
+    import numpy as np
+
+    import keras_dst
+
+    rng = np.random.default_rng(0)
+    n = 128 * args.steps
+    x = rng.random((n, 784), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+
+    def build(kind):
+        def layer(units, **kw):
+            if kind == "dense":
+                return keras.layers.Dense(units, **kw)
+            probe = kind == "probe"
+            return keras_dst.layers.SparseDense(
+                units, dense_gradient=probe, **kw
+            )
+
+        inputs = keras.Input((784,))
+        h = inputs
+        for units in (1000, 1000, 1000):
+            h = layer(units, activation="relu")(h)
+        model = keras.Model(inputs, layer(10)(h))
+        model.compile(
+            keras.optimizers.SGD(0.01, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        return model
+
+    models = {k: build(k) for k in ("dense", "probe", "noprobe")}
+    for kind, model in models.items():  # compile; Static draws the masks
+        cbs = [] if kind == "dense" else [keras_dst.Static(0.9, seed=0)]
+        model.fit(x[:1280], y[:1280], batch_size=128, verbose=0, callbacks=cbs)
+    cpu = {k: [] for k in models}
+    for _ in range(args.rounds):
+        for kind, model in models.items():
+            t0 = time.process_time()
+            model.fit(x, y, batch_size=128, verbose=0)
+            cpu[kind].append(time.process_time() - t0)
+    ratios = {
+        k: statistics.median(a / b for a, b in zip(cpu[k], cpu["dense"]))
+        for k in ("probe", "noprobe")
+    }
+    print(json.dumps({"ratios": ratios, "cpu_s": cpu}))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:  # keras_dst comes from PYTHONPATH: import nothing here
+        child(args)
+        return 0
+    sys.path.insert(0, os.path.dirname(HERE))
+    from benchmarks import provenance
+
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+    runs = []
+    for backend in args.backends:
+        for r in range(args.runs):
+            for tree in args.trees:  # alternate the trees
+                env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=tree)
+                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                cmd = [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--child",
+                    f"--trees={tree}",
+                    f"--rounds={args.rounds}",
+                    f"--steps={args.steps}",
+                ]
+                out = subprocess.run(
+                    cmd, env=env, capture_output=True, text=True, check=True
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result.update(backend=backend, tree=tree, run=r)
+                runs.append(result)
+                print(backend, tree, r, result["ratios"], flush=True)
+    summary = {}
+    for backend in args.backends:
+        for tree in args.trees:
+            mine = [x for x in runs if x["backend"] == backend]
+            mine = [x for x in mine if x["tree"] == tree]
+            summary[f"{backend} {tree}"] = {
+                k: statistics.median(x["ratios"][k] for x in mine)
+                for k in ("probe", "noprobe")
+            }
+    report = {
+        "command": provenance.command_line(),
+        "started_at": started,
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "machine": provenance.machine_info(),
+        "versions": provenance.versions(),
+        "git": provenance.git_info(),
+        "trees": args.trees,
+        "runs": runs,
+        "summary": summary,
+    }
+    os.makedirs(args.output_dir, exist_ok=True)
+    path = os.path.join(args.output_dir, args.name)
+    with open(path + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    lines = [
+        "# Per-step cost of sparse layers: two source trees side by side",
+        "",
+        f"{report['finished_at']}, {report['machine'].get('cpu_model', '?')}"
+        f" ({report['machine'].get('cpu_count')} CPUs). MLP "
+        "784-1000-1000-1000-10, batch 128, Static(0.9) ERK; CPU-time ratio "
+        f"to plain Keras Dense, median of {args.rounds} interleaved rounds "
+        f"per run, {args.runs} alternating runs per tree (median over "
+        "runs; each run's value in brackets).",
+        "",
+        "| backend | tree | Static (probe) | Static (no probe) |",
+        "|---|---|---|---|",
+    ]
+    for backend in args.backends:
+        for tree in args.trees:
+            mine = [x for x in runs if x["backend"] == backend]
+            mine = [x for x in mine if x["tree"] == tree]
+            cells = []
+            for k in ("probe", "noprobe"):
+                each = ", ".join(f"{x['ratios'][k]:.3f}" for x in mine)
+                med = summary[f"{backend} {tree}"][k]
+                cells.append(f"{med:.3f} ({each})")
+            lines.append(f"| {backend} | `{tree}` | {cells[0]} | {cells[1]} |")
+    lines += ["", "Rerun:", "", "```", report["command"], "```", ""]
+    provenance.write_markdown_keeping_notes(path + ".md", lines)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
