@@ -1,4 +1,4 @@
-"""Per-step cost of sparse layers, compared between two source trees.
+"""Per-step and per-update cost, compared between two source trees.
 
 Answers "did this change make a training step of a sparse model cheaper?"
 on a noisy machine: processes of the two trees (e.g. a `git worktree` of an
@@ -8,7 +8,9 @@ interleaved rounds: plain Keras `Dense`, and `SparseDense` under
 `keras_dst.Static(0.9)` with and without the gradient probe. Reported: the
 median over rounds of each sparse model's CPU-time ratio to the dense one
 (CPU time of this process, less sensitive than wall time to other load),
-per run, and the median over runs per tree.
+per run, and the median over runs per tree; then one prune-and-regrow
+update of the trained sparse model (random and gradient growth), in ms and
+in train steps of that model.
 
 Usage:
 
@@ -37,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--runs", type=int, default=3, help="runs per tree")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--updates", type=int, default=5, help="timed updates")
     p.add_argument("--output_dir", default=os.path.join(HERE, "results"))
     p.add_argument("--name", default="step_cost")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -85,16 +88,44 @@ def child(args):
         cbs = [] if kind == "dense" else [keras_dst.Static(0.9, seed=0)]
         model.fit(x[:1280], y[:1280], batch_size=128, verbose=0, callbacks=cbs)
     cpu = {k: [] for k in models}
+    wall = {k: [] for k in models}
     for _ in range(args.rounds):
         for kind, model in models.items():
-            t0 = time.process_time()
+            t0, c0 = time.perf_counter(), time.process_time()
             model.fit(x, y, batch_size=128, verbose=0)
-            cpu[kind].append(time.process_time() - t0)
+            cpu[kind].append(time.process_time() - c0)
+            wall[kind].append(time.perf_counter() - t0)
     ratios = {
         k: statistics.median(a / b for a, b in zip(cpu[k], cpu["dense"]))
         for k in ("probe", "noprobe")
     }
-    print(json.dumps({"ratios": ratios, "cpu_s": cpu}))
+    # One prune-and-regrow update of the trained probe model, called
+    # directly (it waits for the device), in ms and in train steps of it.
+    step_ms = 1e3 * statistics.median(wall["probe"]) / args.steps
+    model = models["probe"]
+    updates = {}
+    for growth in ("random", "gradient"):
+        updater = keras_dst.SparseUpdater(growth=growth, seed=0)
+        updater.prepare(model)
+        updater.update(model, 10**6, 0.3)  # compile
+        times = []
+        for i in range(args.updates):
+            t0 = time.perf_counter()
+            updater.update(model, 10**6 + 100 * (i + 1), 0.3)
+            times.append(1e3 * (time.perf_counter() - t0))
+        updates[growth] = statistics.median(times)
+    print(
+        json.dumps(
+            {
+                "ratios": ratios,
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "step_ms": step_ms,
+                "update_ms": updates,
+                "update_steps": {k: v / step_ms for k, v in updates.items()},
+            }
+        )
+    )
 
 
 def main(argv=None):
@@ -121,6 +152,7 @@ def main(argv=None):
                     f"--trees={tree}",
                     f"--rounds={args.rounds}",
                     f"--steps={args.steps}",
+                    f"--updates={args.updates}",
                 ]
                 out = subprocess.run(
                     cmd, env=env, capture_output=True, text=True, check=True
@@ -128,15 +160,31 @@ def main(argv=None):
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 result.update(backend=backend, tree=tree, run=r)
                 runs.append(result)
-                print(backend, tree, r, result["ratios"], flush=True)
+                print(
+                    backend,
+                    tree,
+                    r,
+                    result["ratios"],
+                    result["update_steps"],
+                    flush=True,
+                )
     summary = {}
     for backend in args.backends:
         for tree in args.trees:
             mine = [x for x in runs if x["backend"] == backend]
             mine = [x for x in mine if x["tree"] == tree]
             summary[f"{backend} {tree}"] = {
-                k: statistics.median(x["ratios"][k] for x in mine)
-                for k in ("probe", "noprobe")
+                **{
+                    k: statistics.median(x["ratios"][k] for x in mine)
+                    for k in ("probe", "noprobe")
+                },
+                **{
+                    f"update_{g}_{unit}": statistics.median(
+                        x[f"update_{unit}"][g] for x in mine
+                    )
+                    for g in ("random", "gradient")
+                    for unit in ("ms", "steps")
+                },
             }
     report = {
         "command": provenance.command_line(),
@@ -164,10 +212,15 @@ def main(argv=None):
         "784-1000-1000-1000-10, batch 128, Static(0.9) ERK; CPU-time ratio "
         f"to plain Keras Dense, median of {args.rounds} interleaved rounds "
         f"per run, {args.runs} alternating runs per tree (median over "
-        "runs; each run's value in brackets).",
+        "runs; each run's value in brackets). Update: one "
+        "`SparseUpdater(growth=...).update(model, step, 0.3)` of the trained "
+        "probe model, called directly, median of "
+        f"{args.updates} (wall time, waits for the device), and in train "
+        "steps of that model (wall time of its epochs / steps).",
         "",
-        "| backend | tree | Static (probe) | Static (no probe) |",
-        "|---|---|---|---|",
+        "| backend | tree | Static (probe) | Static (no probe) "
+        "| update, random growth | update, gradient growth |",
+        "|---|---|---|---|---|---|",
     ]
     for backend in args.backends:
         for tree in args.trees:
@@ -178,7 +231,16 @@ def main(argv=None):
                 each = ", ".join(f"{x['ratios'][k]:.3f}" for x in mine)
                 med = summary[f"{backend} {tree}"][k]
                 cells.append(f"{med:.3f} ({each})")
-            lines.append(f"| {backend} | `{tree}` | {cells[0]} | {cells[1]} |")
+            for g in ("random", "gradient"):
+                each = ", ".join(f"{x['update_steps'][g]:.2f}" for x in mine)
+                m = summary[f"{backend} {tree}"]
+                cells.append(
+                    f"{m[f'update_{g}_ms']:.1f} ms = "
+                    f"{m[f'update_{g}_steps']:.2f} steps ({each})"
+                )
+            lines.append(
+                f"| {backend} | `{tree}` | " + " | ".join(cells) + " |"
+            )
     lines += ["", "Rerun:", "", "```", report["command"], "```", ""]
     provenance.write_markdown_keeping_notes(path + ".md", lines)
     print("\n".join(lines))
