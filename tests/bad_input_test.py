@@ -29,6 +29,13 @@ def sup(**kwargs):
     return keras_dst.SupTickets(keras_dst.SET(0.8), **kwargs)
 
 
+def generator(x, y, batch_size=16):
+    """Batches of (x, y) forever: `fit` does not know the steps."""
+    while True:
+        for start in range(0, len(x), batch_size):
+            yield x[start : start + batch_size], y[start : start + batch_size]
+
+
 # (name, callable, exception, message pattern)
 CONSTRUCTION = [
     # DynamicSparsityCallback and presets
@@ -407,6 +414,83 @@ class BadInputTest(TestCase):
         for layer in keras_dst.sparse_layers(model):
             self.assertEqual(int(layer.get_mask().sum()), 1)
 
+    def dense_mask_model(self, dense_gradient=True, learning_rate=0.05):
+        """Masks still all ones (the README's normal case), optimizer
+        built, so a snapshot covers its slots too."""
+        model = self.mlp((6, 8, 3), dense_gradient=dense_gradient)
+        model.compile(
+            keras.optimizers.SGD(learning_rate, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def full_snapshot(self, model):
+        """Weights, masks, unions, probes and optimizer variables."""
+        variables = list(model.weights) + list(model.optimizer.variables)
+        return [(v, self.to_numpy(v).copy()) for v in variables]
+
+    def assertSnapshotEqual(self, snapshot):
+        for variable, value in snapshot:
+            np.testing.assert_array_equal(
+                self.to_numpy(variable), value, variable.path
+            )
+
+    @parameterized.named_parameters(
+        (
+            "set_fraction_unknown_steps",
+            "unknown_steps",
+            ValueError,
+            "steps_per_epoch",
+        ),
+        ("rigl_without_probe", "no_probe", ValueError, "dense_gradient"),
+        (
+            "sup_tickets_cycles_too_long",
+            "long_cycles",
+            ValueError,
+            "cyclic phase",
+        ),
+        (
+            "sup_tickets_callable_rate",
+            "callable_rate",
+            TypeError,
+            "LearningRateSchedule",
+        ),
+        (
+            "gmp_unknown_steps",
+            "gmp_unknown_steps",
+            ValueError,
+            "steps_per_epoch",
+        ),
+    )
+    def test_failed_fit_changes_nothing(self, case, error, pattern):
+        x, y = self.classification_data(n=64, features=6, classes=3)
+        model = self.dense_mask_model(dense_gradient=case != "no_probe")
+        fit = dict(x=x, y=y, batch_size=16, epochs=3, verbose=0)
+        if case == "unknown_steps":
+            callbacks = [keras_dst.SET(0.5, seed=0)]
+            fit = dict(x=generator(x, y), epochs=3, verbose=0)
+        elif case == "no_probe":
+            callbacks = [keras_dst.RigL(0.5, seed=0)]
+        elif case == "long_cycles":
+            callbacks = [sup(cyclic_epochs=3)]
+        elif case == "callable_rate":
+            model.optimizer.learning_rate = lambda: 0.05
+            callbacks = [sup()]
+        else:
+            callbacks = [keras_dst.GMP(0.5)]
+            fit = dict(x=generator(x, y), epochs=3, verbose=0)
+        self.assertTrue(
+            all(
+                int(layer.get_mask().min()) == 1
+                for layer in keras_dst.sparse_layers(model)
+            )
+        )
+        before = self.full_snapshot(model)
+        with self.assertRaisesRegex(error, pattern):
+            model.fit(callbacks=callbacks, **fit)
+        self.assertSnapshotEqual(before)
+
     def test_fraction_update_end_with_unknown_steps(self):
         # A dataset of unknown length: `fit` cannot say how many steps a
         # fractional `update_end` means.
@@ -482,9 +566,12 @@ class BadInputTest(TestCase):
         updater = keras_dst.SparseUpdater(growth="gradient", seed=0)
         updater.prepare(model)
         before = self.snapshot(model)
-        with warnings.catch_warnings(record=True):
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.assertFalse(updater.update(model, 10, 0.3))
+        messages = [str(w.message) for w in caught]
+        self.assertTrue(any("step 10 skipped" in m for m in messages))
+        self.assertEqual(updater.history, [])
         self.assertUnchanged(model, before)
 
     def test_nan_loss_during_fit_skips_updates_and_keeps_masks(self):
@@ -493,9 +580,9 @@ class BadInputTest(TestCase):
         # `keras.callbacks.TerminateOnNaN`). The callback must not crash or
         # change masks: updates are skipped with a warning.
         model = self.sparse_mlp()
-        counts = self.active_counts(model)
+        masks = [x.get_mask() for x in keras_dst.sparse_layers(model)]
         x, y = self.classification_data(features=6, classes=3)
-        x[40] = NAN
+        x[40] = NAN  # batch 1 (step 1): every update (steps 3, 6, ...) after
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             model.fit(
@@ -507,8 +594,11 @@ class BadInputTest(TestCase):
                 verbose=0,
                 callbacks=[keras_dst.SET(0.5, update_interval=3, seed=0)],
             )
-        self.assertTrue(any("skipped" in str(w.message) for w in caught))
-        self.assertEqual(self.active_counts(model), counts)
+        skipped = [w for w in caught if "skipped" in str(w.message)]
+        self.assertLen(skipped, 3)  # steps 3, 6, 9 (SET stops at 75%: 12)
+        # Not only the counts (SET keeps those anyway): the masks.
+        for layer, mask in zip(keras_dst.sparse_layers(model), masks):
+            np.testing.assert_array_equal(layer.get_mask(), mask)
 
 
 if __name__ == "__main__":

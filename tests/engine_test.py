@@ -23,6 +23,18 @@ OPTIMIZERS = {
 }
 
 
+# Kernel-shaped slots of each optimizer above: SGD has none, momentum (also
+# Nesterov) one, Adam(W) m and v, RMSprop its velocity (momentum=0).
+SLOTS = {
+    "sgd": 0,
+    "momentum": 1,
+    "nesterov": 1,
+    "adam": 2,
+    "adamw": 2,
+    "rmsprop": 1,
+}
+
+
 class StepChecker(keras.callbacks.Callback):
     """Checks exact sparsity after every training step (test only)."""
 
@@ -109,10 +121,13 @@ class EngineTest(TestCase):
         self.assertEqual(checker.steps, 16)
         self.assertGreaterEqual(len(callback.updater.history), 5)
         self.assertModelExactSparsity(model, counts)
-        # The optimizer slots are zero wherever the mask is zero.
+        # The optimizer slots are zero wherever the mask is zero (and the
+        # slots were found: a lookup returning [] would pass vacuously).
         for layer in keras_dst.sparse_layers(model):
             mask = layer.get_mask()
-            for slot in slot_variables(model.optimizer, layer.kernel_variable):
+            slots = slot_variables(model.optimizer, layer.kernel_variable)
+            self.assertLen(slots, SLOTS[optimizer])
+            for slot in slots:
                 self.assertTrue(np.all(self.to_numpy(slot)[mask == 0] == 0))
 
     def test_initial_allocation_is_erk(self):
@@ -180,6 +195,81 @@ class EngineTest(TestCase):
         for h in history:
             for layer_k, n in zip(h["k"].values(), counts):
                 self.assertEqual(layer_k, int(np.floor(h["drop_fraction"] * n)))
+
+    def test_itop_schedule_anneals_to_its_end_fraction(self):
+        # ITOP's cosine from 0.5 to 0.005 over all of training.
+        callback = keras_dst.ITOP(0.8, update_interval=4, seed=0)
+        self.fit(callback, epochs=4)  # 32 steps, update_end 1.0
+        history = callback.updater.history
+        self.assertEqual(
+            [h["step"] for h in history], [4, 8, 12, 16, 20, 24, 28]
+        )
+        for h in history:
+            t = h["step"] / 32
+            expected = 0.005 + (0.5 - 0.005) * 0.5 * (1 + np.cos(np.pi * t))
+            self.assertAlmostEqual(h["drop_fraction"], expected, places=9)
+        self.assertGreater(history[-1]["drop_fraction"], 0.005)
+
+    def test_constant_schedule(self):
+        callback = keras_dst.DynamicSparsityCallback(
+            0.8,
+            drop_fraction=0.3,
+            drop_schedule="constant",
+            update_interval=4,
+            update_end=1.0,
+            seed=0,
+        )
+        model, _ = self.fit(callback, epochs=2)
+        history = callback.updater.history
+        self.assertEqual([h["step"] for h in history], [4, 8, 12])
+        counts = self.active_counts(model)
+        for h in history:
+            self.assertEqual(h["drop_fraction"], 0.3)
+            for path, k in h["k"].items():
+                self.assertEqual(k, int(np.floor(0.3 * counts[path])))
+
+    def test_int_update_end_is_an_absolute_step(self):
+        callback = keras_dst.SET(0.8, update_interval=4, update_end=10, seed=0)
+        model = compile_model(self.mlp())
+        self.fit(callback, epochs=1, model=model)  # steps 0-7
+        self.fit(callback, epochs=1, model=model)  # steps 8-15
+        # Updates before step 10 only, across both fit calls.
+        self.assertEqual([h["step"] for h in callback.updater.history], [4, 8])
+
+    def test_itop_preset_defaults(self):
+        for growth, interval in (("random", 1500), ("gradient", 4000)):
+            itop = keras_dst.ITOP(0.9, growth=growth)
+            self.assertEqual(itop.update_interval, interval)
+            self.assertEqual(itop.drop_fraction, 0.5)
+            self.assertEqual(itop.drop_fraction_end, 0.005)
+            self.assertEqual(itop.update_end, 1.0)
+            self.assertEqual(itop.drop_schedule, "cosine")
+            self.assertEqual(itop.distribution, "erk")
+            self.assertEqual(itop.updater.growth, growth)
+
+    def test_allocation_options_through_the_callback(self):
+        callback = keras_dst.Static(
+            0.5, keep_first_dense=True, power_scale=0.5, seed=0
+        )
+        model, _ = self.fit(callback, epochs=1)
+        layers = keras_dst.sparse_layers(model)
+        shapes = {x.path: tuple(x.kernel_variable.shape) for x in layers}
+        expected = keras_dst.masks.allocate(
+            shapes, 0.5, "erk", power_scale=0.5, keep_dense=[layers[0].path]
+        )
+        self.assertEqual(expected[layers[0].path], 0.0)
+        self.assertTrue(np.all(layers[0].get_mask() == 1))
+        for layer in layers:
+            size = int(np.prod(shapes[layer.path]))
+            self.assertEqual(
+                int(layer.get_mask().sum()),
+                keras_dst.masks.active_count(size, expected[layer.path]),
+            )
+        # power_scale=0.5 is not the default allocation.
+        default = keras_dst.masks.allocate(
+            shapes, 0.5, "erk", keep_dense=[layers[0].path]
+        )
+        self.assertNotEqual(expected, default)
 
     def test_itop_rate_matches_recorded_masks(self):
         callback = keras_dst.SET(
@@ -365,13 +455,15 @@ class UpdaterTest(TestCase):
         # masked kernels, differentiated with the backend's autodiff.
         plain = keras_dst.strip(model)
         grads = dense_gradient(plain, x, y)
+        # The probes were filled by the last fit step on the same batch
+        # (before weights moved): use a zero learning rate step to refill.
+        # (Momentum still moves the weights in that step: the expected
+        # prune set comes from the weights read after it.)
+        model.optimizer.learning_rate.assign(0.0)
+        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
         before = [
             (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
         ]
-        # The probes were filled by the last fit step on the same batch
-        # (before weights moved): use a zero learning rate step to refill.
-        model.optimizer.learning_rate.assign(0.0)
-        model.fit(x, y, batch_size=256, epochs=1, verbose=0)
         for layer, g in zip(layers, grads):
             np.testing.assert_allclose(
                 self.to_numpy(layer.kernel_gradient), g, rtol=1e-4, atol=1e-6
@@ -391,6 +483,8 @@ class UpdaterTest(TestCase):
             grown = set(np.flatnonzero(new.astype(bool) & ~pruned))
             self.assertEqual(new.sum(), mask.sum())
             self.assertEqual(grown, expected_grown)
+            # The survivors are exactly the expected ones.
+            np.testing.assert_array_equal(new.astype(bool) & pruned, pruned)
 
     def test_growth_never_picks_active_positions(self):
         # All-zero gradients (dead units): still exactly k grown, all among
@@ -447,6 +541,16 @@ class UpdaterTest(TestCase):
                 probe = rng.integers(0, 3, mask.shape) * 0.5
                 probe[: mask.shape[0] // 2] = 0.0
                 layer.kernel_gradient.assign(probe.astype("float32"))
+        # Nonzero slots everywhere (inactive entries too, which the engine
+        # never leaves so): the update must keep survivors' slots and zero
+        # every other entry's, grown and pruned-and-regrown included.
+        slot_values = []
+        for layer in layers:
+            slots = slot_variables(model.optimizer, layer.kernel_variable)
+            self.assertLen(slots, 1)  # SGD momentum
+            values = rng.normal(size=tuple(slots[0].shape)).astype("float32")
+            slots[0].assign(values)
+            slot_values.append(values.reshape(-1))
         before = [
             (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
         ]
@@ -471,12 +575,11 @@ class UpdaterTest(TestCase):
             np.testing.assert_array_equal(
                 kernel_new, np.where(survive, kernel.reshape(-1), 0.0)
             )
-            slots = slot_variables(model.optimizer, layer.kernel_variable)
-            self.assertNotEmpty(slots)
-            for slot in slots:
-                self.assertTrue(
-                    np.all(self.to_numpy(slot).reshape(-1)[~survive] == 0)
-                )
+            (slot,) = slot_variables(model.optimizer, layer.kernel_variable)
+            np.testing.assert_array_equal(
+                self.to_numpy(slot).reshape(-1),
+                np.where(survive, slot_values[i], 0.0),
+            )
 
     def test_compiled_once_for_every_fraction_and_step(self):
         model, updater, _ = self.prepared("gradient")

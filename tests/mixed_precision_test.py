@@ -14,6 +14,21 @@ from tests.test_case import TestCase
 POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 
+def erk_counts(model, callback):
+    """Active count per layer path of the callback's ERK allocation."""
+    layers = keras_dst.sparse_layers(model)
+    shapes = {x.path: tuple(x.kernel_variable.shape) for x in layers}
+    sparsities = keras_dst.masks.allocate(
+        shapes, callback.sparsity_target, "erk"
+    )
+    return {
+        path: keras_dst.masks.active_count(
+            int(np.prod(shape)), sparsities[path]
+        )
+        for path, shape in shapes.items()
+    }
+
+
 class MixedPrecisionTest(TestCase):
     def setUp(self):
         super().setUp()
@@ -27,7 +42,9 @@ class MixedPrecisionTest(TestCase):
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         x, y = self.classification_data()
-        checker = StepChecker(self, None)
+        # Exact zeros after every step, and the active counts of the ERK
+        # allocation (the masks are drawn in the first epoch).
+        checker = StepChecker(self, erk_counts(model, callback))
         model.fit(
             x,
             y,
@@ -74,13 +91,15 @@ class MixedPrecisionTest(TestCase):
     def test_gradient_probe_is_the_unscaled_gradient(self, policy):
         callback = keras_dst.RigL(0.7, update_interval=4, seed=0)
         model, (x, y) = self.train(policy, callback, epochs=1)
+        # Independent float32 gradient of the same (masked) network, at the
+        # weights the next step starts from (the probe's gradient is taken
+        # there; momentum moves the weights even at a zero rate).
+        keras.mixed_precision.set_global_policy("float32")
+        plain = keras_dst.strip(model)
         # Refill the probes with a zero-rate step on the whole data.
         inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
         inner.learning_rate.assign(0.0)
         model.fit(x, y, batch_size=256, epochs=1, verbose=0)
-        # Independent float32 gradient of the same (masked) network.
-        keras.mixed_precision.set_global_policy("float32")
-        plain = keras_dst.strip(model)
         reference = keras.Sequential(
             [keras.Input((16,))]
             + [

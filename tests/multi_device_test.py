@@ -43,14 +43,15 @@ class MultiDeviceTest(TestCase):
         self.assertEqual(self.result["backend"], keras.backend.backend())
         self.assertEqual(r["replicas"], 2)
         self.assertEqual(r["copies_per_mask"], [2, 2, 2])  # really 2 copies
-        self.assertGreater(r["updates"][1], 0)
+        self.assertGreaterEqual(r["updates"][1], 5)  # 4 epochs, every 4 steps
         self.assertEqual(r["updates"][0], r["updates"][1])
         self.assertTrue(r["replica_masks_identical"])
         self.assertTrue(r["replica_kernels_identical"])
         self.assertTrue(r["inactive_exact_zero"])
         self.assertTrue(r["masks_equal_single_device"])
-        self.assertLess(r["max_weight_diff"], 1e-5)
-        self.assertLess(r["max_gradient_diff"], 1e-6)
+        # The README's promise: weights within 1e-7 (measured <= 6e-8).
+        self.assertLess(r["max_weight_diff"], 1e-7)
+        self.assertLess(r["max_gradient_diff"], 1e-7)
         self.assertEqual(r["itop_rate"][0], r["itop_rate"][1])
 
     def test_random_growth(self):

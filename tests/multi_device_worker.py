@@ -82,7 +82,7 @@ def train(method):
         x,
         y,
         batch_size=32,
-        epochs=2,
+        epochs=4,
         shuffle=False,
         verbose=0,
         callbacks=[callback],

@@ -204,13 +204,34 @@ class SupTicketsTest(TestCase):
             np.testing.assert_array_equal(self.to_numpy(v), w)
 
     def test_batchnorm_recalibrated(self):
+        # BatchNorm after a sparse layer: its statistics must be those of
+        # the superposed network's outputs (so recalibrating with the wrong
+        # weights, or before superposition, would fail).
         x, _ = self.data()
-        model = mlp(batchnorm=True)
+        model = keras.Sequential(
+            [
+                keras.Input((12,)),
+                keras_dst.layers.SparseDense(32, name="sparse_in"),
+                keras.layers.BatchNormalization(name="bn"),
+                keras.layers.ReLU(),
+                keras_dst.layers.SparseDense(3),
+            ]
+        )
+        model.compile(
+            keras.optimizers.SGD(0.05, momentum=0.9),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         model, sup, _ = self.run_sup(
             model=model, recalibration_data=x, recalibration_batch_size=64
         )
+        self.assertIsNotNone(sup.superposed)
+        sparse = model.get_layer("sparse_in")
+        kernel = self.to_numpy(sparse.kernel_variable)
+        mask = sparse.get_mask()
+        np.testing.assert_array_equal(kernel[mask == 0], 0.0)
+        outputs = x @ kernel + self.to_numpy(sparse.bias)
+        batches = outputs.reshape(8, 64, 32)
         bn = model.get_layer("bn")
-        batches = x.reshape(8, 64, 12)
         np.testing.assert_allclose(
             self.to_numpy(bn.moving_mean),
             batches.mean(axis=1).mean(axis=0),
@@ -286,19 +307,26 @@ class GlobalReprunePreferenceTest(TestCase):
     def test_superposition_never_raises_r_s(self):
         # Dead ReLU units leave active weights at exactly 0, so the average
         # has fewer non-zeros than the budget: the fill must reuse the last
-        # ticket's positions, not never-active ones.
+        # ticket's positions, not never-active ones. A bias of -5 kills
+        # every hidden unit on inputs in [0, 1): no kernel ever gets a
+        # gradient, and each update swaps zeros for zeros.
         keras.utils.set_random_seed(0)
         x = np.random.rand(512, 20).astype("float32")
         y = np.random.randint(0, 3, 512)
         model = keras.Sequential(
             [
                 keras.Input((20,)),
-                keras_dst.layers.SparseDense(64, activation="relu"),
+                keras_dst.layers.SparseDense(
+                    64,
+                    activation="relu",
+                    bias_initializer=keras.initializers.Constant(-5.0),
+                ),
                 keras_dst.layers.SparseDense(3),
             ]
         )
         model.compile(
-            keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy"
+            keras.optimizers.SGD(0.05),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         sup = keras_dst.SupTickets(
             keras_dst.SET(0.9, update_interval=4, seed=0),
@@ -306,6 +334,9 @@ class GlobalReprunePreferenceTest(TestCase):
             cyclic_epochs=3,
         )
         model.fit(x, y, batch_size=64, epochs=6, verbose=0, callbacks=[sup])
+        # The fill path ran: the average's support is below the budget.
+        density = 1.0 - sup.superposed["sparsity"]
+        self.assertLess(sup.superposed["union_density"], density - 0.01)
         self.assertEqual(sup.itop_rate, sup.tickets[-1]["itop_rate"])
         self.assertModelExactSparsity(model)
 

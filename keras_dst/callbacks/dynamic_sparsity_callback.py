@@ -207,6 +207,24 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         """
         model = self.model
         layers = require_sparse_layers(model)
+        # Everything that can fail is checked before the model is touched:
+        # a failed `fit` leaves weights and masks as they were.
+        step = self._epoch_step
+        if isinstance(self.update_end, numbers.Integral):
+            origin, end = 0, int(self.update_end)
+        else:
+            epochs = (self.params or {}).get("epochs")
+            steps = (self.params or {}).get("steps")
+            if not epochs or not steps:
+                raise ValueError(
+                    "`update_end` is a fraction of training, but `fit` does "
+                    "not know its number of steps (e.g. a dataset of unknown "
+                    "length). Pass `steps_per_epoch` to `fit` or give "
+                    "`update_end` as an int optimizer step."
+                )
+            origin = max(0, step - epoch * steps)
+            end = origin + int(self.update_end * epochs * steps)
+        self.updater.check(model)
         if all(int(layer.get_mask().min()) == 1 for layer in layers):
             initialize_masks(
                 model,
@@ -218,24 +236,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                 seed=self.seed,
             )
         self.updater.prepare(model)
-        step = self._epoch_step
-        if isinstance(self.update_end, numbers.Integral):
-            self._origin = 0
-            self._end_step = int(self.update_end)
-        else:
-            epochs = (self.params or {}).get("epochs")
-            steps = (self.params or {}).get("steps")
-            if not epochs or not steps:
-                raise ValueError(
-                    "`update_end` is a fraction of training, but `fit` does "
-                    "not know its number of steps (e.g. a dataset of unknown "
-                    "length). Pass `steps_per_epoch` to `fit` or give "
-                    "`update_end` as an int optimizer step."
-                )
-            self._origin = max(0, step - epoch * steps)
-            self._end_step = self._origin + int(
-                self.update_end * epochs * steps
-            )
+        self._origin, self._end_step = origin, end
         self._next_update = self._first_update_at_or_after(step)
         if self.verbose:
             from keras_dst.report.summary import summary

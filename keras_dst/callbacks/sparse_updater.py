@@ -135,18 +135,14 @@ class SparseUpdater:
 
     # -- set-up -------------------------------------------------------------
 
-    def prepare(self, model):
-        """Reads the model's layers and counts; call before the first update.
+    def check(self, model):
+        """Raises if `prepare(model)` would; changes nothing.
 
-        Also sets the gradient probes' momentum (the updater's `momentum`
-        for criteria that ask for it, else 0) and checks the probes exist.
-        Call again after changing the model's sparse layers or their
-        per-layer counts by other means than this updater.
+        Checks that the model has built sparse layers and, for criteria
+        that read the gradient, that every layer has its probe and that a
+        moving average of it is not asked for under loss scaling.
         """
         layers = require_sparse_layers(model)
-        uses_momentum = (
-            self._prune.gradient_momentum or self._growth.gradient_momentum
-        )
         optimizer = getattr(model, "optimizer", None)
         if self.needs_gradient:
             missing = [x.name for x in layers if x.kernel_gradient is None]
@@ -158,7 +154,7 @@ class SparseUpdater:
                     "`dense_gradient=True` (the default) or use "
                     "`growth='random'`."
                 )
-            if uses_momentum and isinstance(
+            if self._uses_momentum and isinstance(
                 optimizer, keras.optimizers.LossScaleOptimizer
             ):
                 raise ValueError(
@@ -171,6 +167,24 @@ class SparseUpdater:
                     "loss scaling), or 'mixed_bfloat16', which needs no "
                     "loss scaling."
                 )
+        return layers
+
+    @property
+    def _uses_momentum(self):
+        return self._prune.gradient_momentum or self._growth.gradient_momentum
+
+    def prepare(self, model):
+        """Reads the model's layers and counts; call before the first update.
+
+        Also sets the gradient probes' momentum (the updater's `momentum`
+        for criteria that ask for it, else 0) and checks the probes exist
+        (see `check`). Call again after changing the model's sparse layers
+        or their per-layer counts by other means than this updater.
+        """
+        layers = self.check(model)
+        uses_momentum = self._uses_momentum
+        optimizer = getattr(model, "optimizer", None)
+        if self.needs_gradient:
             inner = getattr(optimizer, "inner_optimizer", optimizer)
             if getattr(inner, "gradient_accumulation_steps", None):
                 warnings.warn(

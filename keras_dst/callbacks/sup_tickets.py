@@ -258,6 +258,7 @@ class SupTickets(keras.callbacks.Callback):
                 "statistics can be recalibrated for the superposed network."
             )
         self._phases()  # checks the arguments against this `fit`
+        self._check_learning_rate(self.model.optimizer)
         self.base.on_train_begin(logs)
         self._origin = None
 
@@ -286,13 +287,8 @@ class SupTickets(keras.callbacks.Callback):
         self._finished = False
         self._restore_state(step)
 
-    def _take_over_learning_rate(self, model):
-        # The optimizer keeps its own rate (variable or schedule), its
-        # variables and its config: only the rate it reads is replaced, on
-        # the instance. Checkpoints and `.keras` files therefore hold the
-        # user's optimizer, which a fresh process rebuilds and loads
-        # variable for variable (`BackupAndRestore`, `load_model`).
-        optimizer = model.optimizer
+    @staticmethod
+    def _check_learning_rate(optimizer):
         inner = getattr(optimizer, "inner_optimizer", optimizer)
         base = inner._learning_rate
         if callable(base) and not isinstance(
@@ -302,6 +298,17 @@ class SupTickets(keras.callbacks.Callback):
                 "SupTickets needs a float or `LearningRateSchedule` "
                 "learning rate; the optimizer's is a callable."
             )
+
+    def _take_over_learning_rate(self, model):
+        # The optimizer keeps its own rate (variable or schedule), its
+        # variables and its config: only the rate it reads is replaced, on
+        # the instance. Checkpoints and `.keras` files therefore hold the
+        # user's optimizer, which a fresh process rebuilds and loads
+        # variable for variable (`BackupAndRestore`, `load_model`).
+        optimizer = model.optimizer
+        self._check_learning_rate(optimizer)
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        base = inner._learning_rate
         schedule = CyclicLearningRate(
             base, self._start, self._cycle, self.lr_low, self.lr_high
         )
