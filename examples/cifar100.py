@@ -50,7 +50,11 @@ are unpickled.
 Output: Keras's progress bar with `itop_rate` (R_s) and `sparsity` in each
 epoch's logs; then test accuracy, final sparsity and R_s, and in
 `--output_dir` a `.keras` model and a JSON summary (configuration, accuracy,
-sparsity, R_s, per-layer counts, history, wall time, backend, versions).
+sparsity, R_s, per-layer counts, history, every update's per-layer metrics,
+wall time, backend, versions). `--plot` adds a PNG of the run
+(`keras_dst.plot_history`); `--tensorboard DIR` logs to TensorBoard, with
+per-layer R_s, sparsity, moves, survival and mask images
+(`keras_dst.SparsitySummaries`).
 """
 
 import functools

@@ -92,6 +92,20 @@ flags.DEFINE_bool(
     "A few steps of a tiny model on generated data (seconds; for tests).",
 )
 flags.DEFINE_integer("verbose", 1, "fit verbosity: 0, 1 (progress bar), 2.")
+flags.DEFINE_bool(
+    "plot",
+    False,
+    "Also write <output_dir>/<run>.png: loss, accuracy, R_s, sparsity and "
+    "per-layer R_s and survival of grown connections "
+    "(keras_dst.plot_history; needs matplotlib).",
+)
+flags.DEFINE_string(
+    "tensorboard",
+    None,
+    "A TensorBoard log directory: adds keras.callbacks.TensorBoard and "
+    "keras_dst.SparsitySummaries (per-layer R_s, sparsity, moves, survival, "
+    "mask images; needs tensorboard).",
+)
 
 # --smoke: 256 generated training images, 64 test images, 2 epochs of
 # 8 steps, an update (or pruning step) every 2 steps.
@@ -152,6 +166,8 @@ def resolve_config(dataset, default_model, models, defaults):
         "smoke": FLAGS.smoke,
         "output_dir": FLAGS.output_dir,
         "verbose": FLAGS.verbose,
+        "plot": FLAGS.plot,
+        "tensorboard": FLAGS.tensorboard,
     }
     if FLAGS.method == "sup_tickets":
         config.update(
@@ -363,6 +379,12 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
         `(model, summary)`; the summary is also at `summary["files"]`.
     """
     callbacks = [callback] if callback is not None else []
+    if config.get("tensorboard"):
+        if callback is not None:
+            callbacks.append(
+                keras_dst.SparsitySummaries(callback, config["tensorboard"])
+            )
+        callbacks.append(keras.callbacks.TensorBoard(config["tensorboard"]))
     kwargs = dict(
         epochs=config["epochs"], callbacks=callbacks, verbose=config["verbose"]
     )
@@ -411,6 +433,9 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
     )
     if updater is not None:
         summary["updates"] = len(updater.history)
+        # Per update: step, R_s, sparsity, and per layer the active count,
+        # R_s, moves and survival of grown connections.
+        summary["update_history"] = updater.history
     if isinstance(callback, keras_dst.GMP):
         summary["updates"] = len(callback.history)
     if isinstance(callback, keras_dst.SupTickets):
@@ -420,6 +445,11 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
     os.makedirs(config["output_dir"], exist_ok=True)
     stem = os.path.join(config["output_dir"], summary["name"])
     summary["files"] = {"model": stem + ".keras", "summary": stem + ".json"}
+    if config.get("plot"):
+        summary["files"]["plot"] = stem + ".png"
+        keras_dst.plot_history(
+            history, summary["files"]["plot"], callback=callback
+        )
     model.save(summary["files"]["model"])
     with open(summary["files"]["summary"], "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
@@ -435,6 +465,8 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
     print(f"R_s (in-time over-parameterization rate): {itop_rate:.4f}")
     print(f"model: {summary['files']['model']}")
     print(f"summary: {summary['files']['summary']}")
+    if "plot" in summary["files"]:
+        print(f"plot: {summary['files']['plot']}")
     return model, summary
 
 

@@ -115,6 +115,12 @@ class ExamplesTest(TestCase):
             self.assertEqual(
                 summary["history"]["itop_rate"][-1], summary["itop_rate"]
             )
+            updates = summary["update_history"]
+            self.assertLen(updates, summary["updates"])
+            if method != "sup_tickets":  # superposition moves the masks
+                self.assertAlmostEqual(
+                    updates[-1]["itop_rate"], summary["itop_rate"], places=12
+                )
         if method == "sup_tickets":
             self.assertLen(summary["tickets"], config["num_tickets"])
             self.assertAlmostEqual(
@@ -187,6 +193,26 @@ class ExamplesTest(TestCase):
         first = summary["history"]["sparsity"][0]
         self.assertAlmostEqual(first, expected, delta=len(sizes) / sum(sizes))
         self.assertLess(first, summary["sparsity"])
+
+    def test_plot_and_tensorboard_flags(self):
+        logs = self.create_tempdir().full_path
+        out, saver = self.smoke_flags(
+            model="mlp", method="itop_set", plot=True, tensorboard=logs
+        )
+        with saver:
+            fashion_mnist.main(["script"])
+        summary = self.read_summary(out)
+        with open(summary["files"]["plot"], "rb") as f:
+            self.assertEqual(f.read(4), b"\x89PNG")
+        self.assertCountEqual(os.listdir(logs), ["sparsity", "train"])
+        for run in ("sparsity", "train"):
+            self.assertNotEmpty(glob.glob(os.path.join(logs, run, "events*")))
+        layer = summary["layers"][0]["path"]
+        survival = [
+            r["layers"][layer]["survival"] for r in summary["update_history"]
+        ]
+        self.assertIsNone(survival[0])
+        self.assertTrue(all(0.0 <= v <= 1.0 for v in survival[1:]))
 
     def test_dense_method_has_no_sparse_layers(self):
         with self.smoke_flags(method="dense")[1]:

@@ -9,5 +9,6 @@ from keras_dst.callbacks.rigl import RigL
 from keras_dst.callbacks.set import SET
 from keras_dst.callbacks.snfs import SNFS
 from keras_dst.callbacks.sparse_updater import SparseUpdater
+from keras_dst.callbacks.sparsity_summaries import SparsitySummaries
 from keras_dst.callbacks.static import Static
 from keras_dst.callbacks.sup_tickets import SupTickets

@@ -16,6 +16,11 @@ traces it again. For each sparse layer, with equations as in Evci et al.
     slots'   = slots  where survive, else 0
     explored'= explored or mask or mask'
 
+and, for the engine's per-layer metrics, counts of the new state:
+explored entries, and how many of the previous update's grown
+entries survived this prune (the survival of grown connections, ITOP's
+"reliable exploration").
+
 Selections are exact, ties to the lowest flat index
 (`keras_dst.criteria.selection`). If a prune score of an active entry or
 any growth score is not finite (NaN/inf weights or gradients), nothing is
@@ -56,16 +61,20 @@ class CompiledUpdate:
 
     Call with:
         layers: list, per sparse layer, of `(kernel, mask, explored,
-            gradient, slots)`; `gradient` is None unless a criterion needs
-            it; `slots` a tuple of the kernel's optimizer slots.
+            gradient, slots, grown)`; `gradient` is None unless a criterion
+            needs it; `slots` a tuple of the kernel's optimizer slots;
+            `grown` the bool entries the previous update grew.
         prune_counts, grow_counts: int32 tensors of shape (layers,).
         step: int32 scalar; seed: uint32 scalar; scale: float32 scalar
             (the loss scale the gradients are divided by) or None.
 
     Returns:
-        `(outputs, ok)`: per layer `(mask, kernel, slots, explored)`, and a
-        bool scalar, False if the update was skipped (then every output
-        equals its input).
+        `(outputs, grown, report)`: per layer `(mask, kernel, slots,
+        explored)`; per layer the bool entries grown now; and an int32
+        vector `[ok, (explored, survived) per layer]`: `survived`
+        counts the previous update's grown entries not pruned now. `ok`
+        is 0 if the update was skipped: then every output equals its
+        input and nothing is grown.
     """
 
     def __init__(self, prune, growth):
@@ -144,8 +153,8 @@ class _SharedUpdate:
         vacant = [ops.logical_not(s) for s in survivors]
         grown = select_largest(growth_scores, vacant, grow_counts * gate)
 
-        outputs = []
-        for i, (kernel, _, explored_in, _, slots) in enumerate(layers):
+        outputs, grown_out, report = [], [], [gate]
+        for i, (kernel, _, explored_in, _, slots, before) in enumerate(layers):
             new_mask = ops.logical_or(survivors[i], grown[i])
             keep = ops.logical_or(survivors[i], ops.logical_not(ok))
             union_in = ops.logical_or(ops.cast(explored_in, "bool"), masks[i])
@@ -156,7 +165,12 @@ class _SharedUpdate:
             outputs.append(
                 (mask_out, kernel_out, tuple(slots_out), explored_out)
             )
-        return outputs, ok
+            grown_out.append(grown[i])  # none if skipped
+            report += [  # active and grown counts are known on the host
+                count_true(ops.cast(explored_out, "bool")),
+                count_true(ops.logical_and(before, survivors[i])),
+            ]
+        return outputs, grown_out, ops.stack(report)
 
 
 class CompiledStats:

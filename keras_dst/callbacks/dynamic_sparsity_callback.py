@@ -7,6 +7,7 @@ import keras
 from keras_dst.callbacks.arguments import check_fraction
 from keras_dst.callbacks.arguments import check_target_sparsity
 from keras_dst.callbacks.arguments import check_update_interval
+from keras_dst.callbacks.layer_logs import epoch_layer_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparse_updater import check_choice
 from keras_dst.masks.distributions import DISTRIBUTIONS
@@ -31,7 +32,13 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
     Each epoch's logs gain `itop_rate` (R_s, the in-time
     over-parameterization rate: the fraction of kernel entries ever active)
     and `sparsity`, so the progress bar, History, CSVLogger and TensorBoard
-    show them.
+    show them; with `per_layer_logs=True` also, per sparse layer,
+    `itop_rate/<layer>`, `sparsity/<layer>`, `pruned/<layer>`,
+    `grown/<layer>` (summed over the epoch's updates) and
+    `survival/<layer>` (the fraction of connections grown at an update
+    that the next update did not prune, pooled over the epoch). Each
+    update's metrics are in `updater.history`; `SparsitySummaries` writes
+    them to TensorBoard.
 
     Cost: nothing runs on steps without an update (no device read, no JAX
     state sync); the optimizer step counter is read once per epoch. An
@@ -64,6 +71,9 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         seed: `None` or an int (initial masks and random growth).
         power_scale, keep_first_dense, keep_last_dense: allocation options,
             see `keras_dst.initialize_masks`.
+        per_layer_logs: add the per-layer entries above to the epoch
+            logs (off by default: a model with many sparse layers would
+            crowd the progress bar).
         verbose: 1 prints a sparsity summary at the start and end.
 
     Attributes:
@@ -100,6 +110,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         power_scale=1.0,
         keep_first_dense=False,
         keep_last_dense=False,
+        per_layer_logs=False,
         verbose=0,
     ):
         super().__init__()
@@ -138,6 +149,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         self.power_scale = power_scale
         self.keep_first_dense = keep_first_dense
         self.keep_last_dense = keep_last_dense
+        self.per_layer_logs = bool(per_layer_logs)
         self.verbose = verbose
         self.updater = SparseUpdater(
             prune=prune, growth=growth, momentum=momentum, seed=seed
@@ -147,6 +159,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         self._end_step = None
         self._epoch_step = 0
         self._next_update = None
+        self._logged_updates = 0
 
     # -- properties ---------------------------------------------------------
 
@@ -236,6 +249,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                 seed=self.seed,
             )
         self.updater.prepare(model)
+        self._logged_updates = len(self.updater.history)
         self._origin, self._end_step = origin, end
         self._next_update = self._first_update_at_or_after(step)
         if self.verbose:
@@ -268,9 +282,17 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["itop_rate"] = self.itop_rate
-            logs["sparsity"] = self.sparsity
+        if logs is None:
+            return
+        counts = self.updater.layer_counts()
+        active, explored, sizes = counts
+        logs["itop_rate"] = sum(explored) / sum(sizes)
+        logs["sparsity"] = 1.0 - sum(active) / sum(sizes)
+        if self.per_layer_logs:
+            history = self.updater.history
+            records = history[self._logged_updates :]
+            self._logged_updates = len(history)
+            logs.update(epoch_layer_logs(self.updater.layers, counts, records))
 
     def on_train_end(self, logs=None):
         if self.verbose:

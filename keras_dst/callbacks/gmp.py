@@ -6,6 +6,7 @@ import numpy as np
 from keras_dst.callbacks.arguments import check_fraction
 from keras_dst.callbacks.arguments import check_target_sparsity
 from keras_dst.callbacks.arguments import check_update_interval
+from keras_dst.callbacks.layer_logs import epoch_layer_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparse_updater import check_choice
 from keras_dst.masks.distributions import DISTRIBUTIONS
@@ -44,6 +45,10 @@ class GMP(keras.callbacks.Callback):
         begin, end: start and end of pruning, fractions of training,
             0 <= begin <= end <= 1 (default 0.1 and 0.75).
         update_interval: optimizer steps between pruning steps (ΔT), > 0.
+        per_layer_logs: also log `itop_rate/<layer>`, `sparsity/<layer>`,
+            `pruned/<layer>`, `grown/<layer>` (0) and `survival/<layer>`
+            (NaN: nothing is grown) per epoch, as `DynamicSparsityCallback`
+            does; each pruning step's metrics are in `updater.history`.
 
     Example:
 
@@ -62,6 +67,7 @@ class GMP(keras.callbacks.Callback):
         begin=0.1,
         end=0.75,
         update_interval=100,
+        per_layer_logs=False,
     ):
         super().__init__()
         sparsity = check_target_sparsity(sparsity)
@@ -80,6 +86,8 @@ class GMP(keras.callbacks.Callback):
         self.begin = begin
         self.end = end
         self.update_interval = int(update_interval)
+        self.per_layer_logs = bool(per_layer_logs)
+        self._logged_updates = 0
         self.layers = []
         self.history = []
         self._origin = None
@@ -155,6 +163,7 @@ class GMP(keras.callbacks.Callback):
         for layer in self.layers:  # R_s counts the (dense) start
             layer.set_mask(layer.get_mask())
         self.updater.prepare(self.model)
+        self._logged_updates = len(self.updater.history)
         self._origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps
         self._t0 = int(self.begin * total)
@@ -201,6 +210,14 @@ class GMP(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["itop_rate"] = self.itop_rate
-            logs["sparsity"] = self.sparsity
+        if logs is None:
+            return
+        counts = self._prepared().layer_counts()
+        active, explored, sizes = counts
+        logs["itop_rate"] = sum(explored) / sum(sizes)
+        logs["sparsity"] = 1.0 - sum(active) / sum(sizes)
+        if self.per_layer_logs:
+            history = self.updater.history
+            records = history[self._logged_updates :]
+            self._logged_updates = len(history)
+            logs.update(epoch_layer_logs(self.updater.layers, counts, records))

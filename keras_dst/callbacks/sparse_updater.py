@@ -94,8 +94,10 @@ class SparseUpdater:
         itop_rate_per_layer: dict layer path -> R_s.
         sparsity: current global sparsity over the sparse layers.
         active_counts: list of active counts, one per sparse layer.
-        history: list of dicts, one per applied update (step, drop
-            fraction, k per layer).
+        history: list of dicts, one per applied update: `step`,
+            `drop_fraction`, `k` (per layer), `itop_rate` and `sparsity`
+            after the update, and `layers`: per layer path, the metrics of
+            `SparseUpdater.LAYER_METRICS` (see `history`).
         traces: how many times the compiled update was traced (1 for a
             model whose structure does not change).
     """
@@ -127,6 +129,8 @@ class SparseUpdater:
         self._update_function = None
         self._plan_key = None
         self._stats_function = None
+        self._grown = None  # device: entries the last update grew
+        self._last_grown = None  # host: their counts, as updates collect
 
     @property
     def needs_gradient(self):
@@ -224,6 +228,9 @@ class SparseUpdater:
             self._update_function = None
             self._plan_key = None
             self._stats_function = CompiledStats()
+            self._collect()  # pending updates of the previous model first
+            self._grown = None
+            self._last_grown = None
         self._model = model
         self.layers = layers
         self._counts = list(self._read_stats(model)[0])
@@ -373,13 +380,23 @@ class SparseUpdater:
             )
         if optimizer is None:
             optimizer = getattr(model, "optimizer", None)
+        record["layers"] = {
+            layer.path: {"pruned": p, "grown": g}
+            for layer, p, g in zip(self.layers, prune, grow)
+        }
         new_counts = [n - p + g for n, p, g in zip(self._counts, prune, grow)]
         if not any(prune) and not any(grow):  # nothing to move
+            self._grown = None  # this update grew nothing
             self._pending.append((record, None))
             return self._collect()[-1] if wait else None
         function, slots = self._plan(optimizer)
         state = model_state(model)
         ops = keras.ops
+        if self._grown is None:
+            self._grown = [
+                ops.zeros(tuple(layer.kernel_variable.shape), "bool")
+                for layer in self.layers
+            ]
         layers = [
             (
                 state.read(layer.kernel_variable),
@@ -389,10 +406,13 @@ class SparseUpdater:
                 if self.needs_gradient
                 else None,
                 tuple(state.read(s) for s in layer_slots),
+                grown,
             )
-            for layer, layer_slots in zip(self.layers, slots)
+            for layer, layer_slots, grown in zip(
+                self.layers, slots, self._grown
+            )
         ]
-        outputs, ok = function(
+        outputs, self._grown, report = function(
             layers,
             ops.convert_to_tensor(np.asarray(prune, np.int32)),
             ops.convert_to_tensor(np.asarray(grow, np.int32)),
@@ -407,31 +427,76 @@ class SparseUpdater:
         # The counts the next update starts from; re-read from the masks
         # if this update turns out to have been skipped.
         self._counts = new_counts
-        self._pending.append((record, ok))
+        self._pending.append((record, (new_counts, report)))
         if wait:
             return self._collect()[-1]
         return None
 
     def _collect(self):
-        """Reads the outcome of pending updates; warns for skipped ones."""
+        """Reads the outcome of pending updates; warns for skipped ones.
+
+        One device read per update (its report vector), made when the
+        history or a rate is asked for, not when the update runs. The
+        previous update's grown counts are tracked here, in update order,
+        as the device tracks the grown entries (`self._grown`).
+        """
         outcomes = []
         pending, self._pending = self._pending, []
-        for record, ok in pending:
-            applied = ok is None or bool(keras.ops.convert_to_numpy(ok))
-            outcomes.append(applied)
-            if applied:
-                self._history.append(record)
+        stats = None
+        for record, outcome in pending:
+            grown = [record["layers"][x.path]["grown"] for x in self.layers]
+            previous = self._last_grown or [0] * len(grown)
+            if outcome is None:  # nothing moved: the state is as it was
+                if stats is None:
+                    stats = self._read_stats(self._model)
+                # Nothing pruned: every previously grown entry survived.
+                counts = [(a, e, p, p) for a, e, p in zip(*stats, previous)]
+                self._last_grown = None
             else:
-                warnings.warn(
-                    f"keras_dst: update at step {record['step']} skipped: "
-                    "non-finite weights or gradients in the scores. Weights "
-                    "and masks are unchanged.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+                active, report = outcome
+                report = keras.ops.convert_to_numpy(report)
+                if not report[0]:
+                    outcomes.append(False)
+                    self._last_grown = None  # a skipped update grows none
+                    warnings.warn(
+                        f"keras_dst: update at step {record['step']} "
+                        "skipped: non-finite weights or gradients in the "
+                        "scores. Weights and masks are unchanged.",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+                    continue
+                explored, survived = np.reshape(report[1:], (-1, 2)).T
+                counts = list(zip(active, explored, previous, survived))
+                self._last_grown = grown
+            outcomes.append(True)
+            self._history.append(self._complete(record, counts))
         if not all(outcomes):
             self._counts = self._read_stats(self._model)[0]
         return outcomes
+
+    def _complete(self, record, counts):
+        """Adds the per-layer and total metrics to an update's record."""
+        sizes = self._sizes()
+        for layer, size, (active, explored, before, survived) in zip(
+            self.layers, sizes, counts
+        ):
+            metrics = record["layers"][layer.path]
+            metrics.update(
+                active=int(active),
+                sparsity=1.0 - active / size,
+                itop_rate=explored / size,
+                previous_grown=int(before),
+                survived=int(survived),
+                survival=survived / before if before else None,
+            )
+        total = sum(sizes)
+        record["itop_rate"] = sum(c[1] for c in counts) / total
+        record["sparsity"] = 1.0 - sum(c[0] for c in counts) / total
+        return record
+
+    def _sizes(self):
+        return [int(np.prod(x.kernel_variable.shape)) for x in self.layers]
 
     # -- reporting ----------------------------------------------------------
 
@@ -453,14 +518,46 @@ class SparseUpdater:
         self._collect()
         active, explored = self._read_stats(self._model)
         self._counts = list(active)
-        sizes = [int(np.prod(x.kernel_variable.shape)) for x in self.layers]
-        return active, explored, sizes
+        return active, explored, self._sizes()
+
+    # Per-layer metrics of each update in `history[i]["layers"][path]`.
+    LAYER_METRICS = (
+        "active",
+        "sparsity",
+        "itop_rate",
+        "pruned",
+        "grown",
+        "previous_grown",
+        "survived",
+        "survival",
+    )
 
     @property
     def history(self):
-        """One dict per applied update (step, drop_fraction, k per layer)."""
+        """One dict per applied update.
+
+        Keys: `step`, `drop_fraction` (None for `prune_to`), `k` (per
+        layer), `itop_rate` and `sparsity` over all sparse layers after
+        the update, and `layers`: per layer path a dict with, after the
+        update, `active` (count), `sparsity`, `itop_rate` (R_s), and the
+        update's moves: `pruned`, `grown` (counts), `previous_grown` (how
+        many entries the previous update of this updater grew),
+        `survived` (how many of those this update did not prune) and
+        `survival` = survived / previous_grown (None when the previous
+        update grew nothing there, e.g. at the first update or after a
+        resume). A low survival means grown connections are pruned before
+        they could learn: ITOP's "unreliable exploration" (raise ΔT).
+
+        Reading it collects pending updates (one small device read each).
+        """
         self._collect()
         return self._history
+
+    def layer_counts(self):
+        """`(active, explored, sizes)`: three lists, one int per sparse
+        layer (read from the masks and unions; collects pending updates).
+        R_s of a layer is explored / size."""
+        return self._fresh_stats()
 
     @property
     def active_counts(self):
@@ -493,3 +590,24 @@ class SparseUpdater:
             if self._update_function is None
             else (self._update_function.traces)
         )
+
+
+def updater_of(source, name="callback"):
+    """The `SparseUpdater` behind a keras_dst callback (or `source` itself).
+
+    Accepts a `SparseUpdater`, a callback with an `updater`
+    (`DynamicSparsityCallback` and its presets, `GMP`) or one wrapping a
+    `base` callback (`SupTickets`); `name` is the argument named in the
+    error otherwise.
+    """
+    if isinstance(source, SparseUpdater):
+        return source
+    for owner in (source, getattr(source, "base", None)):
+        updater = getattr(owner, "updater", None)
+        if isinstance(updater, SparseUpdater):
+            return updater
+    raise TypeError(
+        f"`{name}` must be a keras_dst DST callback (DynamicSparsityCallback "
+        "or a preset such as ITOP, GMP or SupTickets) or a SparseUpdater. "
+        f"Received: {name}={type(source).__name__}."
+    )

@@ -1,0 +1,45 @@
+"""Per-layer entries of the epoch logs (`per_layer_logs=True`)."""
+
+import math
+
+# What each epoch adds per sparse layer, as `<metric>/<layer>`.
+EPOCH_METRICS = ("itop_rate", "sparsity", "pruned", "grown", "survival")
+
+
+def layer_keys(layers):
+    """A short, unique key per sparse layer: its name, or its path where
+    two sparse layers (in nested models) share a name."""
+    names = [layer.name for layer in layers]
+    if len(set(names)) == len(names):
+        return names
+    return [layer.path for layer in layers]
+
+
+def epoch_layer_logs(layers, counts, records):
+    """`<metric>/<layer>` entries for one epoch.
+
+    Args:
+        layers: the sparse layers (`SparseUpdater.layers`).
+        counts: `(active, explored, sizes)` at the end of the epoch
+            (`SparseUpdater.layer_counts()`).
+        records: the `SparseUpdater.history` entries of the epoch's
+            updates.
+
+    Returns:
+        dict: per layer `itop_rate` and `sparsity` at the end of the epoch,
+        `pruned` and `grown` summed over the epoch's updates, and
+        `survival` pooled over them (survived / previous grown; NaN when
+        no update of the epoch had grown connections to judge). Every key
+        is present every epoch, so CSVLogger keeps its columns.
+    """
+    logs = {}
+    for layer, key, a, e, n in zip(layers, layer_keys(layers), *counts):
+        moves = [r["layers"][layer.path] for r in records]
+        before = sum(m["previous_grown"] for m in moves)
+        survived = sum(m["survived"] for m in moves)
+        logs[f"itop_rate/{key}"] = e / n
+        logs[f"sparsity/{key}"] = 1.0 - a / n
+        logs[f"pruned/{key}"] = float(sum(m["pruned"] for m in moves))
+        logs[f"grown/{key}"] = float(sum(m["grown"] for m in moves))
+        logs[f"survival/{key}"] = survived / before if before else math.nan
+    return logs
