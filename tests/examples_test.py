@@ -214,6 +214,47 @@ class ExamplesTest(TestCase):
         self.assertIsNone(survival[0])
         self.assertTrue(all(0.0 <= v <= 1.0 for v in survival[1:]))
 
+    def test_sup_tickets_is_the_reference_setting(self):
+        # `--method sup_tickets --cycle_epochs 8` on CIFAR-100: the command
+        # of the Sup-tickets reference code, piece by piece.
+        flags_ = dict(method="sup_tickets", cycle_epochs=8, smoke=False)
+        with self.smoke_flags(**flags_)[1]:
+            config = common.resolve_config(
+                "cifar100", "resnet34", cifar100.MODELS, cifar100.DEFAULTS
+            )
+        self.assertEqual(config["epochs"], 250)
+        sup = common.make_callback(config)
+        self.assertEqual(
+            sup.phases(250, 391), (250 * 391 - 24 * 391, 8 * 391, 250 * 391)
+        )
+        self.assertEqual(sup.num_tickets, 3)
+        self.assertEqual((sup.lr_low, sup.lr_high), (0.001, 0.005))
+        self.assertEqual(sup.reexplore_fraction, 0.5)
+        self.assertEqual(sup.reexplore_growth, "gradient")
+        self.assertEqual(sup.reprune, "every_cycle")
+        self.assertEqual(sup.base_updates, "until_cycles")
+        self.assertEqual(sup.superposition, "caa")
+        self.assertEqual(sup.base.update_interval, 1000)
+        self.assertEqual(sup.base.drop_fraction, 0.5)
+        optimizer = common.make_optimizer(config, 391)
+        self.assertFalse(optimizer.nesterov)
+        self.assertEqual(optimizer.momentum, 0.9)
+        # The step decay ends where the cycles begin, at lr_low.
+        start = 250 * 391 - 24 * 391
+        schedule = keras.optimizers.schedules.deserialize(
+            optimizer.get_config()["learning_rate"]
+        )
+        self.assertAlmostEqual(float(schedule(start - 1)), 0.001, places=7)
+        self.assertAlmostEqual(float(schedule(start // 2 - 1)), 0.1, places=7)
+        # Its layers carry the probe the gradient re-exploration reads.
+        model = cifar100.build_model(dict(config, model="vgg16"))
+        self.assertTrue(
+            all(
+                x.kernel_gradient is not None
+                for x in keras_dst.sparse_layers(model)
+            )
+        )
+
     def test_dense_method_has_no_sparse_layers(self):
         with self.smoke_flags(method="dense")[1]:
             config = common.resolve_config(
@@ -230,15 +271,6 @@ class ExamplesTest(TestCase):
         # Random growth: no gradient probe.
         for layer in keras_dst.sparse_layers(model):
             self.assertIsNone(layer.kernel_gradient)
-
-    def test_recalibration_batches_are_reiterable(self):
-        x = np.arange(10 * 2, dtype=np.uint8).reshape(10, 2)
-        batches = cifar100.Batches(x, 4)
-        for _ in range(2):
-            out = list(batches)
-            self.assertEqual([len(b) for b in out], [4, 4, 2])
-            self.assertTrue(all(b.dtype == np.float32 for b in out))
-            np.testing.assert_array_equal(np.concatenate(out), x)
 
     def test_bad_model_flag(self):
         with self.smoke_flags(model="mlp")[1]:

@@ -156,8 +156,11 @@ class SupTicketsTest(TestCase):
 
     @parameterized.named_parameters(("caa", "caa"), ("cima", "cima"))
     def test_superposition_arithmetic(self, kind):
+        # reprune="end": the tickets are averaged unpruned, pruned once.
         recorder = WeightRecorder([48, 64, 80])
-        model, sup, _ = self.run_sup(recorder=recorder, superposition=kind)
+        model, sup, _ = self.run_sup(
+            recorder=recorder, superposition=kind, reprune="end"
+        )
         snaps = [recorder.snapshots[s] for s in (48, 64, 80)]
         snaps.append(recorder.snapshots["end"])
         average = [w.copy() for w in snaps[0]]
@@ -195,6 +198,160 @@ class SupTicketsTest(TestCase):
         union = sum(np.count_nonzero(k) for k in kernels) / flat.size
         self.assertAlmostEqual(sup.superposed["union_density"], union)
         self.assertGreater(union, 1 - sup.superposed["sparsity"])
+
+    def test_every_cycle_reprune_matches_numpy(self):
+        # The reference: after every ticket the running average is pruned
+        # back to the budget by global magnitude, and that pruned average
+        # is the previous average of the next ticket.
+        recorder = WeightRecorder([48, 64, 80])
+        model, sup, _ = self.run_sup(recorder=recorder)
+        self.assertEqual(sup.reprune, "every_cycle")  # the default
+        snaps = [recorder.snapshots[s] for s in (48, 64, 80)]
+        snaps.append(recorder.snapshots["end"])
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = keras_dst.sparse_layers(model)
+        slots = [index[id(x.kernel_variable)] for x in layers]
+        budget = sum(sup.base.updater.active_counts)
+        average = [w.astype("float64") for w in snaps[0]]
+        for k, ticket in enumerate(snaps[1:], start=1):
+            average = [
+                a * k / (k + 1) + t / (k + 1) for a, t in zip(average, ticket)
+            ]
+            flat = np.concatenate([np.abs(average[i]).ravel() for i in slots])
+            union = np.count_nonzero(flat)
+            # The threshold rule below is the global top-k when the union
+            # exceeds the budget and there is no tie at the threshold.
+            self.assertGreater(union, budget)
+            order = np.sort(flat)[::-1]
+            self.assertGreater(order[budget - 1], order[budget])
+            for i in slots:
+                keep = np.abs(average[i]) >= order[budget - 1]
+                average[i] = np.where(keep, average[i], 0.0)
+        for layer, i in zip(layers, slots):
+            mask = layer.get_mask().astype(bool)
+            np.testing.assert_array_equal(mask, average[i] != 0)
+            np.testing.assert_allclose(
+                self.to_numpy(layer.kernel_variable),
+                average[i],
+                rtol=1e-5,
+                atol=1e-6,
+            )
+            np.testing.assert_allclose(
+                self.to_numpy(layer.bias),
+                average[index[id(layer.bias)]],
+                rtol=1e-5,
+                atol=1e-6,
+            )
+        self.assertEqual(sum(int(x.get_mask().sum()) for x in layers), budget)
+        self.assertModelExactSparsity(model)
+        self.assertAlmostEqual(
+            sup.superposed["union_density"], union / flat.size
+        )
+        # Pruning every cycle is not the same as pruning once at the end.
+        ended = [w.astype("float64") for w in snaps[0]]
+        for k, ticket in enumerate(snaps[1:], start=1):
+            ended = [
+                a * k / (k + 1) + t / (k + 1) for a, t in zip(ended, ticket)
+            ]
+        self.assertGreater(
+            max(np.abs(ended[i] - average[i]).max() for i in slots), 1e-3
+        )
+
+    def test_reexplore_growth(self):
+        # The reference regrows by the gradient at every cycle start,
+        # whatever the base; "base" keeps the base's (random) growth.
+        from tests.engine_test import reference_update
+
+        recorder = WeightRecorder([48, 49])
+        model, sup, _ = self.run_sup(recorder=recorder)
+        updates = {u["step"]: u for u in sup.base.updater.history}
+        self.assertEqual(
+            [updates[s]["growth"] for s in (44, 48, 64, 80)],
+            ["random", "gradient", "gradient", "gradient"],
+        )
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        before, after = recorder.snapshots[48], recorder.snapshots[49]
+        for layer in keras_dst.sparse_layers(model):
+            mask = before[index[id(layer.kernel_mask)]]
+            kernel = before[index[id(layer.kernel_variable)]]
+            probe = before[index[id(layer.kernel_gradient)]]
+            k = int(np.floor(0.5 * mask.sum()))
+            want, _ = reference_update(mask, kernel, np.abs(probe), k)
+            got = after[index[id(layer.kernel_mask)]].reshape(-1)
+            np.testing.assert_array_equal(got.astype(bool), want)
+        _, sup, _ = self.run_sup(reexplore_growth="base")
+        growth = [u["growth"] for u in sup.base.updater.history]
+        self.assertEqual(set(growth), {"random"})
+
+    def test_reexplore_gradient_needs_probes(self):
+        x, y = self.data()
+        model = keras.Sequential(
+            [
+                keras.Input((12,)),
+                keras_dst.layers.SparseDense(8, dense_gradient=False),
+                keras_dst.layers.SparseDense(3, dense_gradient=False),
+            ]
+        )
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        masks = [x.get_mask() for x in keras_dst.sparse_layers(model)]
+        sup = keras_dst.SupTickets(keras_dst.SET(0.8), cyclic_epochs=1)
+        with self.assertRaisesRegex(ValueError, "reexplore_growth='base'"):
+            model.fit(x, y, epochs=2, verbose=0, callbacks=[sup])
+        for layer, mask in zip(keras_dst.sparse_layers(model), masks):
+            np.testing.assert_array_equal(layer.get_mask(), mask)
+        sup = keras_dst.SupTickets(
+            keras_dst.SET(0.8), cyclic_epochs=1, reexplore_growth="base"
+        )
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[sup])
+        self.assertLen(sup.tickets, 3)
+
+    def test_base_updates_until_the_cycles(self):
+        # SET stops at 25% of training here (step 24); the reference keeps
+        # the base updating, with a constant drop, until the cycles (48).
+        def regular(**kwargs):
+            x, y = self.data()
+            base = keras_dst.SET(
+                0.8, update_interval=4, update_end=0.25, seed=0
+            )
+            sup = keras_dst.SupTickets(
+                base, num_tickets=3, cyclic_epochs=3, **kwargs
+            )
+            mlp().fit(
+                x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0,
+                callbacks=[sup],
+            )  # fmt: skip
+            history = sup.base.updater.history
+            return [(u["step"], u["drop_fraction"]) for u in history][:-3]
+
+        self.assertEqual(regular(), [(s, 0.3) for s in range(4, 48, 4)])
+        own = regular(base_updates="own_schedule")
+        self.assertEqual([s for s, _ in own], [4, 8, 12, 16, 20])
+        cosine = [0.3 * 0.5 * (1 + np.cos(np.pi * s / 24)) for s, _ in own]
+        np.testing.assert_allclose([f for _, f in own], cosine)
+
+    def test_static_base_stays_static(self):
+        x, y = self.data()
+        sup = keras_dst.SupTickets(keras_dst.Static(0.8), cyclic_epochs=3)
+        mlp().fit(
+            x, y, batch_size=BATCH, epochs=EPOCHS, verbose=0, callbacks=[sup]
+        )
+        steps = [u["step"] for u in sup.base.updater.history]
+        self.assertEqual(steps, [48, 64, 80])  # the re-explorations only
+
+    def test_cycle_layouts(self):
+        def phases(**kwargs):
+            sup = keras_dst.SupTickets(keras_dst.SET(0.9), **kwargs)
+            return sup.phases(250, 100)
+
+        # The reference's CIFAR command: 250 epochs, 3 cycles of 8 epochs.
+        self.assertEqual(
+            phases(num_tickets=3, cycle_epochs=8), (25000 - 2400, 800, 25000)
+        )
+        # The default: 10% of the epochs (25), split in 3 cycles.
+        self.assertEqual(phases(), (25000 - 3 * 833, 833, 25000))
+        self.assertEqual(phases(cyclic_epochs=30), (25000 - 3000, 1000, 25000))
+        with self.assertRaisesRegex(ValueError, "shorter than training"):
+            phases(num_tickets=40, cycle_epochs=8)
 
     def test_last_ticket_result(self):
         recorder = WeightRecorder([])
@@ -275,6 +432,16 @@ class SupTicketsTest(TestCase):
         ("lr_order", dict(lr_low=0.01, lr_high=0.001), "lr_low"),
         ("lr_neg", dict(lr_low=-1.0), "lr_low"),
         ("reexplore", dict(reexplore_fraction=2.0), "reexplore_fraction"),
+        ("reexplore_bool", dict(reexplore_fraction=True), "reexplore_fraction"),
+        ("reexplore_growth", dict(reexplore_growth="best"), "reexplore_growth"),
+        ("reprune", dict(reprune="never"), "reprune"),
+        ("base_updates", dict(base_updates="always"), "base_updates"),
+        ("cycle_epochs", dict(cycle_epochs=0), "cycle_epochs"),
+        (
+            "both_layouts",
+            dict(cycle_epochs=2, cyclic_epochs=6),
+            "cycle_epochs",
+        ),
         ("superposition", dict(superposition="sum"), "superposition"),
         ("result", dict(result="best"), "result"),
     )
@@ -289,6 +456,78 @@ class SupTicketsTest(TestCase):
     def test_cyclic_phase_longer_than_training(self):
         with self.assertRaisesRegex(ValueError, "shorter than training"):
             self.run_sup(cyclic_epochs=6)
+
+
+class RecalibrateBatchnormTest(TestCase):
+    """`recalibrate_batchnorm` takes the data forms users have."""
+
+    def model_and_expected(self):
+        x = np.random.default_rng(0).normal(size=(100, 5)).astype("float32")
+        model = keras.Sequential(
+            [keras.Input((5,)), keras.layers.BatchNormalization(momentum=0.9)]
+        )
+        model(x[:2])
+        batches = [x[i : i + 32] for i in range(0, 100, 32)]
+        mean = np.mean([b.mean(axis=0) for b in batches], axis=0)
+        variance = np.mean([b.var(axis=0) for b in batches], axis=0)
+        return x, model, batches, (mean, variance)
+
+    def assertRecalibrated(self, model, expected):
+        bn = model.layers[0]
+        np.testing.assert_allclose(
+            self.to_numpy(bn.moving_mean), expected[0], rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            self.to_numpy(bn.moving_variance),
+            expected[1],
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        self.assertEqual(bn.momentum, 0.9)
+
+    def test_data_forms(self):
+        recalibrate = keras_dst.superposition.recalibrate_batchnorm
+        x, _, batches, expected = self.model_and_expected()
+        y = np.zeros(len(x), "int32")
+
+        class Batches(keras.utils.PyDataset):
+            def __len__(self):
+                return len(batches)
+
+            def __getitem__(self, i):
+                return batches[i], y[: len(batches[i])]
+
+        forms = {
+            "array": x,
+            "tuple": (x, y),
+            "list": batches,
+            "generator": (b for b in batches),
+            "pairs": [(b, y[: len(b)]) for b in batches],
+            "py_dataset": Batches(),
+        }
+        try:
+            import tensorflow as tf
+
+            forms["tf_data"] = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+                32
+            )
+        except ImportError:  # TensorFlow is a dependency; say if it is not
+            self.fail("tensorflow is not installed")
+        for name, data in forms.items():
+            _, model, _, _ = self.model_and_expected()
+            self.assertEqual(recalibrate(model, data, batch_size=32), 4, name)
+            self.assertRecalibrated(model, expected)
+
+    def test_empty_data_keeps_statistics(self):
+        _, model, _, _ = self.model_and_expected()
+        bn = model.layers[0]
+        bn.moving_mean.assign(np.full(5, 0.5))
+        with self.assertWarnsRegex(RuntimeWarning, "no batch"):
+            self.assertEqual(
+                keras_dst.superposition.recalibrate_batchnorm(model, []), 0
+            )
+        np.testing.assert_array_equal(self.to_numpy(bn.moving_mean), 0.5)
+        self.assertEqual(bn.momentum, 0.9)
 
 
 class GlobalReprunePreferenceTest(TestCase):

@@ -160,6 +160,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         self._epoch_step = 0
         self._next_update = None
         self._logged_updates = 0
+        self._schedule_override = None
 
     # -- properties ---------------------------------------------------------
 
@@ -180,12 +181,41 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
 
     def drop_fraction_at(self, step):
         """The drop fraction the schedule gives at optimizer `step`."""
-        return DROP_SCHEDULES[self.drop_schedule](
+        schedule = self._schedule_override or self.drop_schedule
+        return DROP_SCHEDULES[schedule](
             step - self._origin,
             self.drop_fraction,
             self._end_step - self._origin,
             self.drop_fraction_end,
         )
+
+    def override_schedule(self, end_step, drop_schedule=None):
+        """Changes the running `fit`'s schedule (used by `SupTickets`).
+
+        Call after training began (from another callback's
+        `on_epoch_begin`); the next `fit` starts from the arguments again.
+
+        Args:
+            end_step: updates run before this absolute optimizer step
+                (instead of `update_end`'s).
+            drop_schedule: None (unchanged) or one of the drop schedules,
+                e.g. `"constant"` to keep `drop_fraction` at every update.
+        """
+        if self._origin is None:
+            raise RuntimeError(
+                "`override_schedule` applies to a running `fit`: call it "
+                "once training began (e.g. in `on_epoch_begin`)."
+            )
+        if drop_schedule is not None:
+            check_choice(drop_schedule, DROP_SCHEDULES, "drop_schedule")
+        self._end_step = int(end_step)
+        self._schedule_override = drop_schedule
+
+    @property
+    def update_end_step(self):
+        """The absolute optimizer step before which updates run (set when
+        training begins; None before)."""
+        return self._end_step
 
     def is_update_step(self, step):
         """Whether optimizer `step` is one of the schedule's update steps."""
@@ -251,6 +281,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         self.updater.prepare(model)
         self._logged_updates = len(self.updater.history)
         self._origin, self._end_step = origin, end
+        self._schedule_override = None
         self._next_update = self._first_update_at_or_after(step)
         if self.verbose:
             from keras_dst.report.summary import summary

@@ -126,7 +126,7 @@ class SparseUpdater:
         self._counts = None
         self._history = []
         self._pending = []
-        self._update_function = None
+        self._update_functions = {}  # growth criterion -> CompiledUpdate
         self._plan_key = None
         self._stats_function = None
         self._grown = None  # device: entries the last update grew
@@ -149,15 +149,7 @@ class SparseUpdater:
         layers = require_sparse_layers(model)
         optimizer = getattr(model, "optimizer", None)
         if self.needs_gradient:
-            missing = [x.name for x in layers if x.kernel_gradient is None]
-            if missing:
-                raise ValueError(
-                    f"`growth={self.growth!r}` needs the dense gradient, but "
-                    f"sparse layers {missing} were built with "
-                    "`dense_gradient=False`. Rebuild them with "
-                    "`dense_gradient=True` (the default) or use "
-                    "`growth='random'`."
-                )
+            self._require_probes(self.growth, layers)
             if self._uses_momentum and isinstance(
                 optimizer, keras.optimizers.LossScaleOptimizer
             ):
@@ -172,6 +164,18 @@ class SparseUpdater:
                     "loss scaling."
                 )
         return layers
+
+    def _require_probes(self, growth, layers=None):
+        layers = self.layers if layers is None else layers
+        missing = [x.name for x in layers if x.kernel_gradient is None]
+        if missing:
+            raise ValueError(
+                f"`growth={growth!r}` needs the dense gradient, but "
+                f"sparse layers {missing} were built with "
+                "`dense_gradient=False`. Rebuild them with "
+                "`dense_gradient=True` (the default) or use "
+                "`growth='random'`."
+            )
 
     @property
     def _uses_momentum(self):
@@ -225,7 +229,7 @@ class SparseUpdater:
                     ),
                 )
         if self._model is not model or self.layers != layers:
-            self._update_function = None
+            self._update_functions = {}
             self._plan_key = None
             self._stats_function = CompiledStats()
             self._collect()  # pending updates of the previous model first
@@ -278,8 +282,8 @@ class SparseUpdater:
             return keras.ops.cast(scale, "float32")
         return None
 
-    def _plan(self, optimizer):
-        """The compiled update and each layer's slot variables.
+    def _plan(self, optimizer, growth):
+        """The compiled update for `growth` and each layer's slot variables.
 
         The slots are looked up again only when the optimizer changes (a
         new one, or built since: its variable count changes).
@@ -290,17 +294,27 @@ class SparseUpdater:
             getattr(inner, "built", False),
             len(inner.variables) if inner is not None else 0,
         )
-        if self._update_function is None:
-            self._update_function = CompiledUpdate(self._prune, self._growth)
+        if growth.name not in self._update_functions:
+            self._update_functions[growth.name] = CompiledUpdate(
+                self._prune, growth
+            )
         if key != self._plan_key:
             self._slots = [
                 tuple(slot_variables(optimizer, layer.kernel_variable))
                 for layer in self.layers
             ]
             self._plan_key = key
-        return self._update_function, self._slots
+        return self._update_functions[growth.name], self._slots
 
-    def update(self, model, step, drop_fraction, optimizer=None, wait=True):
+    def update(
+        self,
+        model,
+        step,
+        drop_fraction,
+        optimizer=None,
+        wait=True,
+        growth=None,
+    ):
         """Runs one prune-and-regrow update on every sparse layer.
 
         Args:
@@ -316,6 +330,9 @@ class SparseUpdater:
                 `sparsity` or `active_counts` are read (the DST callbacks do
                 this at the end of each epoch), with the same warning if it
                 was skipped.
+            growth: None (this updater's growth criterion) or another
+                registered one for this update only (Sup-tickets'
+                re-exploration grows by `"gradient"` whatever the base).
 
         Returns:
             True if the update was applied, False if it was skipped because
@@ -328,13 +345,21 @@ class SparseUpdater:
                 "`drop_fraction` must be in [0, 1]. "
                 f"Received: drop_fraction={drop_fraction}."
             )
+        criterion = self._growth
+        if growth is not None and growth != self.growth:
+            criterion = get_growth(growth)
+            if criterion.needs_gradient:
+                self._require_probes(growth)
         counts = [int(math.floor(drop_fraction * n)) for n in self._counts]
         record = {
             "step": int(step),
             "drop_fraction": float(drop_fraction),
+            "growth": criterion.name,
             "k": {layer.path: k for layer, k in zip(self.layers, counts)},
         }
-        return self._run(model, step, counts, counts, optimizer, record, wait)
+        return self._run(
+            model, step, counts, counts, optimizer, record, wait, criterion
+        )
 
     def prune_to(self, model, targets, step=0, optimizer=None, wait=True):
         """Prunes each layer by the prune criterion down to a count.
@@ -370,9 +395,11 @@ class SparseUpdater:
             "k": {layer.path: k for layer, k in zip(self.layers, counts)},
         }
         zeros = [0] * len(counts)
-        return self._run(model, step, counts, zeros, optimizer, record, wait)
+        return self._run(
+            model, step, counts, zeros, optimizer, record, wait, self._growth
+        )
 
-    def _run(self, model, step, prune, grow, optimizer, record, wait):
+    def _run(self, model, step, prune, grow, optimizer, record, wait, growth):
         if model is not self._model:
             raise ValueError(
                 "`model` is not the model this updater was prepared with: "
@@ -389,7 +416,8 @@ class SparseUpdater:
             self._grown = None  # this update grew nothing
             self._pending.append((record, None))
             return self._collect()[-1] if wait else None
-        function, slots = self._plan(optimizer)
+        function, slots = self._plan(optimizer, growth)
+        needs_gradient = self._prune.needs_gradient or growth.needs_gradient
         state = model_state(model)
         ops = keras.ops
         if self._grown is None:
@@ -403,7 +431,7 @@ class SparseUpdater:
                 state.read(layer.kernel_mask),
                 state.read(layer.kernel_explored),
                 replica_sum(state, layer.kernel_gradient)
-                if self.needs_gradient
+                if needs_gradient
                 else None,
                 tuple(state.read(s) for s in layer_slots),
                 grown,
@@ -585,11 +613,7 @@ class SparseUpdater:
     @property
     def traces(self):
         """Traces of the compiled update so far (not of the train step)."""
-        return (
-            0
-            if self._update_function is None
-            else (self._update_function.traces)
-        )
+        return sum(f.traces for f in self._update_functions.values())
 
 
 def updater_of(source, name="callback"):

@@ -11,19 +11,17 @@ from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
 from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.criteria.registry import get_growth
+from keras_dst.masks.model_masks import require_sparse_layers
 from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
 from keras_dst.superposition.averaging import AVERAGES
 from keras_dst.superposition.averaging import global_magnitude_masks
+from keras_dst.superposition.batchnorm import batchnorm_layers
+from keras_dst.superposition.batchnorm import recalibrate_batchnorm
 
 RESULTS = ("superposed", "last_ticket")
-
-
-def _batchnorm_layers(model):
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+REPRUNES = ("every_cycle", "end")
+BASE_UPDATES = ("until_cycles", "own_schedule")
 
 
 class SupTickets(keras.callbacks.Callback):
@@ -31,24 +29,42 @@ class SupTickets(keras.callbacks.Callback):
 
     Training is split in two, within the same number of epochs:
 
-    1. The base method runs unchanged for the first epochs.
-    2. The last `cyclic_fraction` of the epochs (or `cyclic_epochs`) is
-       split into `num_tickets` cycles of equal length. In each cycle the
-       learning rate follows a triangle from `lr_low` up to `lr_high` and
-       back (`CyclicLearningRate`, evaluated inside the train step); each
-       cycle starts with one large prune-and-regrow (`reexplore_fraction`,
-       the base method's growth) and the base method's regular updates are
-       off. A ticket is taken at the end of each cycle (lowest rate).
+    1. The base method's DST phase. By default (`base_updates=
+       "until_cycles"`, the reference) its updates run every ΔT with a
+       constant drop fraction (its initial `drop_fraction`) right up to the
+       cyclic phase; `"own_schedule"` keeps the base's own drop schedule
+       and `update_end`, cut at the cyclic phase. A base that never
+       updates (`Static`) stays static.
+    2. The cyclic phase: the last `cyclic_fraction` of the epochs (default
+       0.1, the reference's CIFAR command), or `cyclic_epochs`, split into
+       `num_tickets` cycles of equal length; or `num_tickets` cycles of
+       `cycle_epochs` epochs each. In each cycle the learning rate follows
+       a triangle from `lr_low` up to `lr_high` and back
+       (`CyclicLearningRate`, evaluated inside the train step); each cycle
+       starts with one large prune-and-regrow of `reexplore_fraction` of
+       each layer's active weights, regrown by the gradient of the last
+       step (`reexplore_growth="gradient"`, the reference, whatever the
+       base) or by the base's criterion (`"base"`); the base's regular
+       updates are off. A ticket is taken at the end of each cycle (lowest
+       rate).
 
-    At the end of the last cycle the tickets are superposed: a running
-    average (`"caa"`, cumulative, default; or `"cima"`, EMA 0.5) of ALL
+    Superposition: a running average (`"caa"`, cumulative, default; or
+    `"cima"`, EMA 0.5, our own: the reference's CIMA branch crashes) of ALL
     weights, BatchNorm statistics included, starting from the model at the
-    end of the DST phase. The average's support (the union of the masks) is
-    pruned back to exactly the budget by global magnitude over the sparse
-    layers, masks are set to match, and BatchNorm statistics are
-    recalibrated with a pass over `recalibration_data` in training mode (no
-    weight update; each batch weighs equally). By default the model then
-    holds the superposed network.
+    end of the DST phase. With `reprune="every_cycle"` (the reference) the
+    average is pruned back to exactly the budget by global magnitude over
+    the sparse layers after every ticket, and that pruned average is the
+    previous average of the next ticket; with `"end"` the tickets are
+    averaged unpruned and pruned once. Masks are set to match, and
+    BatchNorm statistics are recalibrated with one pass over
+    `recalibration_data` in training mode (no weight update; each batch
+    weighs equally). The reference also recalibrates after each cycle;
+    that changes nothing here, because the last recalibration recomputes
+    the statistics from scratch and nothing reads them in between. By
+    default the model then holds the superposed network.
+
+    Differences from the reference code and the option for each: see
+    "Sup-tickets: reference vs keras_dst" in the README.
 
     The learning rate is taken over when the first epoch begins: the rate
     the optimizer reads becomes `CyclicLearningRate(own rate, ...)`, its
@@ -65,18 +81,32 @@ class SupTickets(keras.callbacks.Callback):
             `SNFS`, `ITOP`, ...). Do not also pass it to `fit`.
         num_tickets: number of cycles / tickets, int >= 1.
         cyclic_fraction: fraction of the epochs in the cyclic phase, in
-            (0, 1). Ignored if `cyclic_epochs` is given.
+            (0, 1) (default 0.1, rounded to whole epochs). Ignored if
+            `cyclic_epochs` or `cycle_epochs` is given.
         cyclic_epochs: number of epochs in the cyclic phase (int >= 1).
+        cycle_epochs: epochs per cycle (int >= 1): the cyclic phase is
+            `num_tickets * cycle_epochs` epochs (the reference's CIFAR
+            command: 3 cycles of 8 epochs in 250).
         lr_low, lr_high: triangle bounds, 0 < lr_low <= lr_high.
         reexplore_fraction: drop fraction of the re-exploration at the
             start of each cycle, in [0, 1].
+        reexplore_growth: `"gradient"` (default, the reference: needs
+            sparse layers with `dense_gradient=True`), `"base"` (the base
+            method's growth), or another registered growth criterion.
+        reprune: `"every_cycle"` (default, the reference) or `"end"`.
+        base_updates: `"until_cycles"` (default, the reference) or
+            `"own_schedule"`, see above.
         superposition: `"caa"` or `"cima"`.
-        recalibration_data: batches of inputs for the BatchNorm
-            recalibration: a `tf.data.Dataset` or iterable of `x` or
-            `(x, y, ...)` batches, or an array of inputs (split into
-            batches of `recalibration_batch_size`). Callbacks never see
-            the training batches, so it is an argument; required only when
-            the model has BatchNormalization layers.
+        recalibration_data: the inputs of the BatchNorm recalibration,
+            passed over once at the end: an array of inputs (split into
+            batches of `recalibration_batch_size`), a tuple `(x, y, ...)`
+            of arrays, a `tf.data.Dataset`, a `keras.utils.PyDataset`, a
+            generator or any iterable of `x` or `(x, y, ...)` batches. The
+            reference uses one full pass over the (augmented) training set:
+            pass the training data (cost: one forward pass over it, in
+            training mode). Callbacks never see the training batches, so
+            it is an argument; required only when the model has
+            BatchNormalization layers.
         recalibration_batch_size: batch size for array data.
         result: `"superposed"` (default) or `"last_ticket"`: what the model
             holds after `fit`.
@@ -88,6 +118,7 @@ class SupTickets(keras.callbacks.Callback):
             current optimizer step is read back. Deleted at the end of a
             finished `fit`. Everything else (step, masks, R_s, the cyclic
             rate) is in the model's and optimizer's variables.
+        verbose: 1 (default) shows a progress bar for the recalibration.
 
     Attributes:
         tickets: one dict per ticket (step, sparsity, itop_rate).
@@ -110,16 +141,21 @@ class SupTickets(keras.callbacks.Callback):
         self,
         base,
         num_tickets=3,
-        cyclic_fraction=0.2,
+        cyclic_fraction=0.1,
         cyclic_epochs=None,
+        cycle_epochs=None,
         lr_low=0.001,
         lr_high=0.005,
         reexplore_fraction=0.5,
+        reexplore_growth="gradient",
+        reprune="every_cycle",
+        base_updates="until_cycles",
         superposition="caa",
         recalibration_data=None,
         recalibration_batch_size=128,
         result="superposed",
         backup_dir=None,
+        verbose=1,
     ):
         super().__init__()
         if not isinstance(base, DynamicSparsityCallback):
@@ -154,6 +190,23 @@ class SupTickets(keras.callbacks.Callback):
                 "`cyclic_epochs` must be None or an int >= 1. "
                 f"Received: cyclic_epochs={cyclic_epochs!r}."
             )
+        if cycle_epochs is not None:
+            if (
+                isinstance(cycle_epochs, bool)
+                or not isinstance(cycle_epochs, numbers.Integral)
+                or cycle_epochs < 1
+            ):
+                raise ValueError(
+                    "`cycle_epochs` must be None or an int >= 1. "
+                    f"Received: cycle_epochs={cycle_epochs!r}."
+                )
+            if cyclic_epochs is not None:
+                raise ValueError(
+                    "Give the cyclic phase as `cyclic_epochs` (split into "
+                    "`num_tickets` cycles) or as `cycle_epochs` per cycle, "
+                    f"not both. Received: cyclic_epochs={cyclic_epochs}, "
+                    f"cycle_epochs={cycle_epochs}."
+                )
         for name, value in (("lr_low", lr_low), ("lr_high", lr_high)):
             if not isinstance(value, numbers.Real) or not value > 0:
                 raise ValueError(
@@ -164,27 +217,46 @@ class SupTickets(keras.callbacks.Callback):
                 "`lr_low` must be <= `lr_high`. "
                 f"Received: lr_low={lr_low}, lr_high={lr_high}."
             )
-        if not isinstance(reexplore_fraction, numbers.Real) or not (
-            0.0 <= reexplore_fraction <= 1.0
+        if (
+            isinstance(reexplore_fraction, bool)
+            or not isinstance(reexplore_fraction, numbers.Real)
+            or not 0.0 <= reexplore_fraction <= 1.0
         ):
             raise ValueError(
                 "`reexplore_fraction` must be in [0, 1]. "
                 f"Received: reexplore_fraction={reexplore_fraction!r}."
             )
+        if reexplore_growth != "base":
+            try:
+                get_growth(reexplore_growth)
+            except (ValueError, TypeError, KeyError):
+                raise ValueError(
+                    "`reexplore_growth` must be 'base' (the base method's "
+                    "growth) or a registered growth criterion such as "
+                    "'gradient' (the reference). "
+                    f"Received: reexplore_growth={reexplore_growth!r}."
+                ) from None
+        check_choice(reprune, REPRUNES, "reprune")
+        check_choice(base_updates, BASE_UPDATES, "base_updates")
         check_choice(superposition, AVERAGES, "superposition")
         check_choice(result, RESULTS, "result")
         self.base = base
         self.num_tickets = int(num_tickets)
         self.cyclic_fraction = cyclic_fraction
         self.cyclic_epochs = cyclic_epochs
+        self.cycle_epochs = cycle_epochs
         self.lr_low = float(lr_low)
         self.lr_high = float(lr_high)
         self.reexplore_fraction = float(reexplore_fraction)
+        self.reexplore_growth = reexplore_growth
+        self.reprune = reprune
+        self.base_updates = base_updates
         self.superposition = superposition
         self.recalibration_data = recalibration_data
         self.recalibration_batch_size = int(recalibration_batch_size)
         self.result = result
         self.backup_dir = None if backup_dir is None else str(backup_dir)
+        self.verbose = verbose
         self.tickets = []
         self.superposed = None
 
@@ -229,7 +301,9 @@ class SupTickets(keras.callbacks.Callback):
                 "pass `steps_per_epoch` to `fit` for datasets of unknown "
                 "length."
             )
-        if self.cyclic_epochs is not None:
+        if self.cycle_epochs is not None:
+            cyclic = self.num_tickets * int(self.cycle_epochs)
+        elif self.cyclic_epochs is not None:
             cyclic = int(self.cyclic_epochs)
         else:
             cyclic = max(1, int(round(self.cyclic_fraction * epochs)))
@@ -237,7 +311,7 @@ class SupTickets(keras.callbacks.Callback):
             raise ValueError(
                 f"The cyclic phase ({cyclic} epochs) must be shorter than "
                 f"training ({epochs} epochs): lower `cyclic_epochs` / "
-                "`cyclic_fraction` or train longer."
+                "`cycle_epochs` / `cyclic_fraction` or train longer."
             )
         total = epochs * steps
         cyclic_steps = cyclic * steps
@@ -251,7 +325,7 @@ class SupTickets(keras.callbacks.Callback):
         return start, cycle, total
 
     def on_train_begin(self, logs=None):
-        if _batchnorm_layers(self.model) and self.recalibration_data is None:
+        if batchnorm_layers(self.model) and self.recalibration_data is None:
             raise ValueError(
                 "The model has BatchNormalization layers: pass "
                 "`recalibration_data` (training inputs) so that their "
@@ -259,6 +333,7 @@ class SupTickets(keras.callbacks.Callback):
             )
         self._phases()  # checks the arguments against this `fit`
         self._check_learning_rate(self.model.optimizer)
+        self._check_reexplore_growth(self.model)
         self.base.on_train_begin(logs)
         self._origin = None
 
@@ -274,18 +349,47 @@ class SupTickets(keras.callbacks.Callback):
         self._origin = max(0, step - epoch * self.params["steps"])
         start, self._cycle, self._total = self._phases()
         self._start = self._origin + start
-        # Regular updates stop where the cyclic phase begins.
-        self.base._end_step = min(self.base._end_step, self._start)
+        # Regular updates stop where the cyclic phase begins; with
+        # "until_cycles" they run until then with a constant drop fraction
+        # (the reference), unless the base never updates (Static).
+        end = self.base.update_end_step
+        if self.base_updates == "until_cycles" and self.base.update_end != 0:
+            self.base.override_schedule(self._start, drop_schedule="constant")
+        else:
+            self.base.override_schedule(min(end, self._start))
         self._take_over_learning_rate(model)
         self._events = [
             self._start + j * self._cycle for j in range(self.num_tickets)
         ]
         self._events = [s for s in self._events if s >= step]
         self._average = None
+        self._reprune_masks = None
+        self._union = None
         self.tickets = []
         self.superposed = None
         self._finished = False
         self._restore_state(step)
+
+    def _check_reexplore_growth(self, model):
+        if self.reexplore_growth == "base":
+            return
+        if not get_growth(self.reexplore_growth).needs_gradient:
+            return
+        missing = [
+            layer.name
+            for layer in require_sparse_layers(model)
+            if layer.kernel_gradient is None
+        ]
+        if missing:
+            raise ValueError(
+                f"`reexplore_growth={self.reexplore_growth!r}` (the "
+                "reference's re-exploration) regrows by the dense gradient, "
+                f"but sparse layers {missing} were built with "
+                "`dense_gradient=False`. Build them with "
+                "`dense_gradient=True` (the default), or pass "
+                "`reexplore_growth='base'` to regrow with the base method's "
+                "criterion."
+            )
 
     @staticmethod
     def _check_learning_rate(optimizer):
@@ -359,6 +463,8 @@ class SupTickets(keras.callbacks.Callback):
             self._average = [
                 combine(a, w, k) for a, w in zip(self._average, weights)
             ]
+            if self.reprune == "every_cycle":
+                self._reprune_average(model)
             self.tickets.append(
                 {
                     "step": int(step),
@@ -410,7 +516,13 @@ class SupTickets(keras.callbacks.Callback):
 
     def _cycle_start(self, model, step):
         self._add_ticket(model, step)
-        self.base.updater.update(model, step, self.reexplore_fraction)
+        growth = self.reexplore_growth
+        self.base.updater.update(
+            model,
+            step,
+            self.reexplore_fraction,
+            growth=None if growth == "base" else growth,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.base.on_epoch_end(epoch, logs)
@@ -428,18 +540,45 @@ class SupTickets(keras.callbacks.Callback):
 
     # -- superposition ------------------------------------------------------
 
-    def _superpose(self, model):
+    def _average_kernels(self, model):
+        """(layers, indices of their kernels in the average, masks now)."""
         index = {id(v): i for i, v in enumerate(model.weights)}
         layers = self.base.updater.layers
+        slots = [index[id(layer.kernel_variable)] for layer in layers]
         current = [layer.get_mask().astype(bool) for layer in layers]
+        return layers, slots, current
+
+    def _global_reprune(self, model):
+        """Budget masks of the average: `(masks, union count, budget)`.
+
+        The budget is the training model's active count; ties at zero go
+        to its current positions, so R_s never grows through the re-prune.
+        """
+        _, slots, current = self._average_kernels(model)
         budget = sum(int(m.sum()) for m in current)
-        kernels = [
-            self._average[index[id(layer.kernel_variable)]] for layer in layers
-        ]
+        kernels = [self._average[i] for i in slots]
         union = sum(int(np.count_nonzero(k)) for k in kernels)
-        # Ties at zero go to the last ticket's positions, so R_s never
-        # grows through the re-prune.
         masks = global_magnitude_masks(kernels, budget, prefer=current)
+        return masks, union, budget
+
+    def _reprune_average(self, model):
+        """The reference's re-prune after every cycle: the average is
+        pruned back to the budget and is the next cycle's previous
+        average."""
+        masks, self._union, _ = self._global_reprune(model)
+        _, slots, _ = self._average_kernels(model)
+        for i, mask in zip(slots, masks):
+            kernel = self._average[i]
+            self._average[i] = np.where(mask, kernel, np.zeros_like(kernel))
+        self._reprune_masks = masks
+
+    def _superpose(self, model):
+        layers, _, current = self._average_kernels(model)
+        budget = sum(int(m.sum()) for m in current)
+        if self._reprune_masks is not None:  # pruned after the last cycle
+            masks, union = self._reprune_masks, self._union
+        else:
+            masks, union, budget = self._global_reprune(model)
         skip = {
             id(variable)
             for layer in layers
@@ -458,34 +597,15 @@ class SupTickets(keras.callbacks.Callback):
             "active": int(budget),
             "union_density": union / total,
             "tickets": len(self.tickets),
+            "reprune": self.reprune,
         }
 
-    def _batches(self):
-        data = self.recalibration_data
-        if isinstance(data, np.ndarray):
-            size = self.recalibration_batch_size
-            for start in range(0, len(data), size):
-                yield data[start : start + size]
-            return
-        for batch in data:
-            if isinstance(batch, (tuple, list)):
-                batch = batch[0]
-            yield batch
-
     def _recalibrate(self, model):
-        norms = _batchnorm_layers(model)
-        if not norms:
+        if self.recalibration_data is None:
             return
-        momenta = [layer.momentum for layer in norms]
-        for layer in norms:
-            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
-            layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
-        try:
-            for n, batch in enumerate(self._batches(), start=1):
-                # moving = moving * (n-1)/n + batch / n: the plain mean.
-                for layer in norms:
-                    layer.momentum = (n - 1) / n
-                model(batch, training=True)
-        finally:
-            for layer, momentum in zip(norms, momenta):
-                layer.momentum = momentum
+        recalibrate_batchnorm(
+            model,
+            self.recalibration_data,
+            batch_size=self.recalibration_batch_size,
+            verbose=self.verbose,
+        )
