@@ -198,7 +198,8 @@ def layer_classes(config):
 
     `dense` uses plain Keras layers: the baseline pays nothing for masks.
     Sparse methods use keras_dst's layers; only gradient and momentum
-    growth need the dense-gradient probe (`dense_gradient=True`).
+    growth, and sup_tickets' gradient re-exploration, need the
+    dense-gradient probe (`dense_gradient=True`).
     """
     method = config["method"]
     if method == "dense":
