@@ -45,3 +45,18 @@ def check_update_interval(update_interval):
             f"update_interval={update_interval!r}."
         )
     return int(update_interval)
+
+
+def check_optional_count(value, name):
+    """None, or an int >= 1 (e.g. a number of epochs)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < 1
+    ):
+        raise ValueError(
+            f"`{name}` must be None or an int >= 1. Received: {name}={value!r}."
+        )
+    return int(value)

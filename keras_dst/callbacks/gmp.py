@@ -6,7 +6,7 @@ import numpy as np
 from keras_dst.callbacks.arguments import check_fraction
 from keras_dst.callbacks.arguments import check_target_sparsity
 from keras_dst.callbacks.arguments import check_update_interval
-from keras_dst.callbacks.layer_logs import epoch_layer_logs
+from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparse_updater import check_choice
 from keras_dst.masks.distributions import DISTRIBUTIONS
@@ -210,14 +210,10 @@ class GMP(keras.callbacks.Callback):
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        counts = self._prepared().layer_counts()
-        active, explored, sizes = counts
-        logs["itop_rate"] = sum(explored) / sum(sizes)
-        logs["sparsity"] = 1.0 - sum(active) / sum(sizes)
-        if self.per_layer_logs:
-            history = self.updater.history
-            records = history[self._logged_updates :]
-            self._logged_updates = len(history)
-            logs.update(epoch_layer_logs(self.updater.layers, counts, records))
+        if logs is not None:
+            self._logged_updates = add_epoch_logs(
+                logs,
+                self._prepared(),
+                self.per_layer_logs,
+                self._logged_updates,
+            )

@@ -43,3 +43,27 @@ def epoch_layer_logs(layers, counts, records):
         logs[f"grown/{key}"] = float(sum(m["grown"] for m in moves))
         logs[f"survival/{key}"] = survived / before if before else math.nan
     return logs
+
+
+def add_epoch_logs(logs, updater, per_layer, logged):
+    """Adds `itop_rate` and `sparsity` (and, if `per_layer`, the entries of
+    `epoch_layer_logs`) to an epoch's `logs`, from one read of the counts.
+
+    Args:
+        logs: the epoch's logs dict (changed in place).
+        updater: the prepared `SparseUpdater`.
+        per_layer: whether to add the per-layer entries.
+        logged: how many `updater.history` records earlier epochs logged.
+
+    Returns:
+        The number of history records logged so far.
+    """
+    counts = updater.layer_counts()
+    active, explored, sizes = counts
+    logs["itop_rate"] = sum(explored) / sum(sizes)
+    logs["sparsity"] = 1.0 - sum(active) / sum(sizes)
+    if not per_layer:
+        return logged
+    history = updater.history
+    logs.update(epoch_layer_logs(updater.layers, counts, history[logged:]))
+    return len(history)

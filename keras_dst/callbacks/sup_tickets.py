@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 
+from keras_dst.callbacks.arguments import check_optional_count
 from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
@@ -173,7 +174,9 @@ class SupTickets(keras.callbacks.Callback):
                 "`num_tickets` must be an int >= 1. "
                 f"Received: num_tickets={num_tickets!r}."
             )
-        if cyclic_epochs is None:
+        check_optional_count(cyclic_epochs, "cyclic_epochs")
+        check_optional_count(cycle_epochs, "cycle_epochs")
+        if cyclic_epochs is None and cycle_epochs is None:
             if not isinstance(cyclic_fraction, numbers.Real) or not (
                 0.0 < cyclic_fraction < 1.0
             ):
@@ -181,32 +184,13 @@ class SupTickets(keras.callbacks.Callback):
                     "`cyclic_fraction` must be in (0, 1). "
                     f"Received: cyclic_fraction={cyclic_fraction!r}."
                 )
-        elif (
-            isinstance(cyclic_epochs, bool)
-            or not isinstance(cyclic_epochs, numbers.Integral)
-            or cyclic_epochs < 1
-        ):
+        if cycle_epochs is not None and cyclic_epochs is not None:
             raise ValueError(
-                "`cyclic_epochs` must be None or an int >= 1. "
-                f"Received: cyclic_epochs={cyclic_epochs!r}."
+                "Give the cyclic phase as `cyclic_epochs` (split into "
+                "`num_tickets` cycles) or as `cycle_epochs` per cycle, "
+                f"not both. Received: cyclic_epochs={cyclic_epochs}, "
+                f"cycle_epochs={cycle_epochs}."
             )
-        if cycle_epochs is not None:
-            if (
-                isinstance(cycle_epochs, bool)
-                or not isinstance(cycle_epochs, numbers.Integral)
-                or cycle_epochs < 1
-            ):
-                raise ValueError(
-                    "`cycle_epochs` must be None or an int >= 1. "
-                    f"Received: cycle_epochs={cycle_epochs!r}."
-                )
-            if cyclic_epochs is not None:
-                raise ValueError(
-                    "Give the cyclic phase as `cyclic_epochs` (split into "
-                    "`num_tickets` cycles) or as `cycle_epochs` per cycle, "
-                    f"not both. Received: cyclic_epochs={cyclic_epochs}, "
-                    f"cycle_epochs={cycle_epochs}."
-                )
         for name, value in (("lr_low", lr_low), ("lr_high", lr_high)):
             if not isinstance(value, numbers.Real) or not value > 0:
                 raise ValueError(
