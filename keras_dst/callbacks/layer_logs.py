@@ -2,9 +2,6 @@
 
 import math
 
-# What each epoch adds per sparse layer, as `<metric>/<layer>`.
-EPOCH_METRICS = ("itop_rate", "sparsity", "pruned", "grown", "survival")
-
 
 def layer_keys(layers):
     """A short, unique key per sparse layer: its name, or its path where

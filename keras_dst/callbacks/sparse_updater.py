@@ -96,8 +96,8 @@ class SparseUpdater:
         active_counts: list of active counts, one per sparse layer.
         history: list of dicts, one per applied update: `step`,
             `drop_fraction`, `k` (per layer), `itop_rate` and `sparsity`
-            after the update, and `layers`: per layer path, the metrics of
-            `SparseUpdater.LAYER_METRICS` (see `history`).
+            after the update, and `layers`: per layer path, that layer's
+            metrics (see `history`).
         traces: how many times the compiled update was traced (1 for a
             model whose structure does not change).
     """
@@ -541,25 +541,6 @@ class SparseUpdater:
             [int(e) for e in keras.ops.convert_to_numpy(explored)],
         )
 
-    def _fresh_stats(self):
-        self._check_prepared()
-        self._collect()
-        active, explored = self._read_stats(self._model)
-        self._counts = list(active)
-        return active, explored, self._sizes()
-
-    # Per-layer metrics of each update in `history[i]["layers"][path]`.
-    LAYER_METRICS = (
-        "active",
-        "sparsity",
-        "itop_rate",
-        "pruned",
-        "grown",
-        "previous_grown",
-        "survived",
-        "survival",
-    )
-
     @property
     def history(self):
         """One dict per applied update.
@@ -585,16 +566,20 @@ class SparseUpdater:
         """`(active, explored, sizes)`: three lists, one int per sparse
         layer (read from the masks and unions; collects pending updates).
         R_s of a layer is explored / size."""
-        return self._fresh_stats()
+        self._check_prepared()
+        self._collect()
+        active, explored = self._read_stats(self._model)
+        self._counts = list(active)
+        return active, explored, self._sizes()
 
     @property
     def active_counts(self):
         """Active entries per sparse layer (read from the masks)."""
-        return self._fresh_stats()[0]
+        return self.layer_counts()[0]
 
     @property
     def itop_rate_per_layer(self):
-        _, explored, sizes = self._fresh_stats()
+        _, explored, sizes = self.layer_counts()
         return {
             layer.path: e / n
             for layer, e, n in zip(self.layers, explored, sizes)
@@ -602,36 +587,15 @@ class SparseUpdater:
 
     @property
     def itop_rate(self):
-        _, explored, sizes = self._fresh_stats()
+        _, explored, sizes = self.layer_counts()
         return sum(explored) / sum(sizes)
 
     @property
     def sparsity(self):
-        active, _, sizes = self._fresh_stats()
+        active, _, sizes = self.layer_counts()
         return 1.0 - sum(active) / sum(sizes)
 
     @property
     def traces(self):
         """Traces of the compiled update so far (not of the train step)."""
         return sum(f.traces for f in self._update_functions.values())
-
-
-def updater_of(source, name="callback"):
-    """The `SparseUpdater` behind a keras_dst callback (or `source` itself).
-
-    Accepts a `SparseUpdater`, a callback with an `updater`
-    (`DynamicSparsityCallback` and its presets, `GMP`) or one wrapping a
-    `base` callback (`SupTickets`); `name` is the argument named in the
-    error otherwise.
-    """
-    if isinstance(source, SparseUpdater):
-        return source
-    for owner in (source, getattr(source, "base", None)):
-        updater = getattr(owner, "updater", None)
-        if isinstance(updater, SparseUpdater):
-            return updater
-    raise TypeError(
-        f"`{name}` must be a keras_dst DST callback (DynamicSparsityCallback "
-        "or a preset such as ITOP, GMP or SupTickets) or a SparseUpdater. "
-        f"Received: {name}={type(source).__name__}."
-    )

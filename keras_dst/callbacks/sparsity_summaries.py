@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from keras_dst.callbacks.layer_logs import layer_keys
-from keras_dst.callbacks.sparse_updater import updater_of
+from keras_dst.report.sources import updater_of
 
 # Scalars written per sparse layer at every update, as `<metric>/<layer>`.
 SCALARS = ("itop_rate", "sparsity", "active", "pruned", "grown", "survival")

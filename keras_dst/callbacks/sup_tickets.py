@@ -347,8 +347,7 @@ class SupTickets(keras.callbacks.Callback):
         ]
         self._events = [s for s in self._events if s >= step]
         self._average = None
-        self._reprune_masks = None
-        self._union = None
+        self._last_reprune = None
         self.tickets = []
         self.superposed = None
         self._finished = False
@@ -524,45 +523,39 @@ class SupTickets(keras.callbacks.Callback):
 
     # -- superposition ------------------------------------------------------
 
-    def _average_kernels(self, model):
-        """(layers, indices of their kernels in the average, masks now)."""
-        index = {id(v): i for i, v in enumerate(model.weights)}
-        layers = self.base.updater.layers
-        slots = [index[id(layer.kernel_variable)] for layer in layers]
-        current = [layer.get_mask().astype(bool) for layer in layers]
-        return layers, slots, current
-
     def _global_reprune(self, model):
-        """Budget masks of the average: `(masks, union count, budget)`.
+        """The average's budget masks: `(kernel indices in the average,
+        masks, union count, budget)`.
 
         The budget is the training model's active count; ties at zero go
         to its current positions, so R_s never grows through the re-prune.
         """
-        _, slots, current = self._average_kernels(model)
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = self.base.updater.layers
+        slots = [index[id(layer.kernel_variable)] for layer in layers]
+        current = [layer.get_mask().astype(bool) for layer in layers]
         budget = sum(int(m.sum()) for m in current)
         kernels = [self._average[i] for i in slots]
         union = sum(int(np.count_nonzero(k)) for k in kernels)
         masks = global_magnitude_masks(kernels, budget, prefer=current)
-        return masks, union, budget
+        return slots, masks, union, budget
 
     def _reprune_average(self, model):
         """The reference's re-prune after every cycle: the average is
         pruned back to the budget and is the next cycle's previous
         average."""
-        masks, self._union, _ = self._global_reprune(model)
-        _, slots, _ = self._average_kernels(model)
+        slots, masks, union, budget = self._global_reprune(model)
         for i, mask in zip(slots, masks):
             kernel = self._average[i]
             self._average[i] = np.where(mask, kernel, np.zeros_like(kernel))
-        self._reprune_masks = masks
+        self._last_reprune = (masks, union, budget)
 
     def _superpose(self, model):
-        layers, _, current = self._average_kernels(model)
-        budget = sum(int(m.sum()) for m in current)
-        if self._reprune_masks is not None:  # pruned after the last cycle
-            masks, union = self._reprune_masks, self._union
+        if self._last_reprune is not None:  # pruned after the last cycle
+            masks, union, budget = self._last_reprune
         else:
-            masks, union, budget = self._global_reprune(model)
+            _, masks, union, budget = self._global_reprune(model)
+        layers = self.base.updater.layers
         skip = {
             id(variable)
             for layer in layers

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from keras_dst.report.sources import updater_of
+
 
 def _pyplot_free_figure(**kwargs):
     try:
@@ -38,27 +40,10 @@ def _epoch_logs(history):
 
 
 def _updates_of(callback):
-    """(records, steps per epoch or None) of a DST callback or updater.
-
-    Duck-typed (a `SparseUpdater` has `layer_counts`; DST callbacks and GMP
-    hold one as `updater`, SupTickets as `base.updater`): `report` sits
-    below the callbacks and does not import them.
-    """
+    """(records, steps per epoch or None) of a DST callback or updater."""
     if callback is None:
         return [], None
-    updater = None
-    for owner in (callback, getattr(callback, "base", None)):
-        candidate = getattr(owner, "updater", owner)
-        if hasattr(candidate, "layer_counts"):
-            updater = candidate
-            break
-    if updater is None:
-        raise TypeError(
-            "`callback` must be a keras_dst DST callback (a preset such as "
-            "ITOP, DynamicSparsityCallback, GMP or SupTickets), a "
-            "SparseUpdater, or None. "
-            f"Received: callback={type(callback).__name__}."
-        )
+    updater = updater_of(callback, "callback")
     params = getattr(callback, "params", None) or {}
     return updater.history, params.get("steps")
 
