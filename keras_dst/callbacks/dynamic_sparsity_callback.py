@@ -4,16 +4,16 @@ import numbers
 
 import keras
 
-from keras_dst.callbacks.arguments import check_fraction
-from keras_dst.callbacks.arguments import check_target_sparsity
-from keras_dst.callbacks.arguments import check_update_interval
 from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
-from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.convert.model_masks import initialize_masks
+from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.masks.distributions import DISTRIBUTIONS
-from keras_dst.masks.model_masks import initialize_masks
-from keras_dst.masks.model_masks import require_sparse_layers
 from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
+from keras_dst.utils.checks import check_choice
+from keras_dst.utils.checks import check_fraction
+from keras_dst.utils.checks import check_target_sparsity
+from keras_dst.utils.checks import check_update_interval
 
 
 class DynamicSparsityCallback(keras.callbacks.Callback):

@@ -3,18 +3,18 @@
 import keras
 import numpy as np
 
-from keras_dst.callbacks.arguments import check_fraction
-from keras_dst.callbacks.arguments import check_target_sparsity
-from keras_dst.callbacks.arguments import check_update_interval
 from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
-from keras_dst.callbacks.sparse_updater import check_choice
+from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import active_count
-from keras_dst.masks.model_masks import require_sparse_layers
 from keras_dst.schedules.gradual_sparsity import cubic_sparsity
-from keras_dst.utils.model_walk import resolve_layer_map
+from keras_dst.utils.checks import check_choice
+from keras_dst.utils.checks import check_fraction
+from keras_dst.utils.checks import check_target_sparsity
+from keras_dst.utils.checks import check_update_interval
 
 
 class GMP(keras.callbacks.Callback):

@@ -47,28 +47,13 @@ from keras_dst.callbacks.compiled_update import CompiledStats
 from keras_dst.callbacks.compiled_update import CompiledUpdate
 from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
+from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.sparse_state import write_sparse_state
-from keras_dst.masks.model_masks import require_sparse_layers
 from keras_dst.optimizers.slots import ZERO_PRESERVING
 from keras_dst.optimizers.slots import base_optimizer
 from keras_dst.optimizers.slots import keeps_zeros
 from keras_dst.optimizers.slots import slot_variables
-
-
-def check_choice(value, allowed, name):
-    if value not in allowed:
-        raise ValueError(
-            f"`{name}` must be one of {tuple(allowed)}. "
-            f"Received: {name}={value!r}."
-        )
-
-
-def check_seed(seed):
-    if seed is None:
-        return int(np.random.randint(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
-    return int(seed)
+from keras_dst.utils.checks import check_seed
 
 
 class SparseUpdater:

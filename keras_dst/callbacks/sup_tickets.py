@@ -7,18 +7,18 @@ import os
 import keras
 import numpy as np
 
-from keras_dst.callbacks.arguments import check_optional_count
 from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
-from keras_dst.callbacks.sparse_updater import check_choice
 from keras_dst.criteria.registry import get_growth
-from keras_dst.masks.model_masks import require_sparse_layers
+from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
 from keras_dst.superposition.averaging import AVERAGES
 from keras_dst.superposition.averaging import global_magnitude_masks
 from keras_dst.superposition.batchnorm import batchnorm_layers
 from keras_dst.superposition.batchnorm import recalibrate_batchnorm
+from keras_dst.utils.checks import check_choice
+from keras_dst.utils.checks import check_optional_count
 
 RESULTS = ("superposed", "last_ticket")
 REPRUNES = ("every_cycle", "end")

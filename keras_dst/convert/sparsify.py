@@ -2,9 +2,9 @@
 
 import keras
 
+from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.convert.weight_copy import copy_core_weights
 from keras_dst.layers import SPARSE_TWINS
-from keras_dst.masks.model_masks import initialize_masks
 
 
 def check_cloneable(model, fn_name):
@@ -102,7 +102,7 @@ def sparsify(
         mask_init: `"random"` or `"magnitude"` (keep the largest weights).
         seed: `None` or an int for the random masks.
         power_scale, keep_first_dense, keep_last_dense, overrides: see
-            `keras_dst.masks.model_masks.initialize_masks`.
+            `keras_dst.convert.model_masks.initialize_masks`.
 
     Returns:
         A new model.
@@ -142,7 +142,7 @@ def sparsify(
             seed=seed,
         )
     else:
-        from keras_dst.masks.model_masks import require_sparse_layers
+        from keras_dst.layers.model_walk import require_sparse_layers
 
         require_sparse_layers(new_model)
     return new_model

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 
-from keras_dst.utils.model_walk import sparse_layers
+from keras_dst.layers.model_walk import sparse_layers
 
 
 def sparse_extras(layer):

@@ -6,7 +6,7 @@ from keras_dst.convert.sparsify import check_cloneable
 from keras_dst.convert.sparsify import clone_with
 from keras_dst.convert.weight_copy import copy_core_weights
 from keras_dst.layers import SPARSE_TWINS
-from keras_dst.utils.model_walk import sparse_layers
+from keras_dst.layers.model_walk import sparse_layers
 
 _PLAIN = {sparse: plain for plain, sparse in SPARSE_TWINS.items()}
 _SPARSE_KEYS = ("sparsity", "mask_seed", "dense_gradient")

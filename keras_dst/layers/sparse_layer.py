@@ -35,28 +35,9 @@ from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.initial_masks import random_mask
 from keras_dst.optimizers.slots import slot_variables
+from keras_dst.utils.checks import validate_sparsity
 
 MASK_DTYPE = "uint8"
-
-
-def validate_sparsity(sparsity, name="sparsity"):
-    """Checks that ``sparsity`` is None or a float in [0, 1)."""
-    if sparsity is None:
-        return None
-    if isinstance(sparsity, bool) or not isinstance(
-        sparsity, (int, float, np.floating, np.integer)
-    ):
-        raise TypeError(
-            f"`{name}` must be None or a float in [0, 1). "
-            f"Received: {name}={sparsity!r} of type {type(sparsity).__name__}."
-        )
-    sparsity = float(sparsity)
-    if not 0.0 <= sparsity < 1.0 or not np.isfinite(sparsity):
-        raise ValueError(
-            f"`{name}` must be in [0, 1) (0 = dense, 0.9 = 90% of the "
-            f"weights are zero). Received: {name}={sparsity}."
-        )
-    return sparsity
 
 
 def _read(variable):

@@ -108,7 +108,7 @@ def allocate(
         ValueError: unknown distribution, unknown layer names, sparsity out
             of range, or a budget that cannot be met.
     """
-    from keras_dst.layers.sparse_layer import validate_sparsity
+    from keras_dst.utils.checks import validate_sparsity
 
     shapes = {name: tuple(int(d) for d in s) for name, s in shapes.items()}
     if not shapes:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_dst.utils.model_walk import sparse_layers
+from keras_dst.layers.model_walk import sparse_layers
 
 
 def sparsity_report(model):

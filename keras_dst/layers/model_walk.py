@@ -30,11 +30,6 @@ def sparse_layers(model):
     return found
 
 
-def layer_key(layer):
-    """The key that names a sparse layer in allocation maps: its path."""
-    return layer.path
-
-
 def resolve_layer_map(layers, mapping, arg):
     """Maps user keys (layer names or paths) to layer paths.
 
@@ -64,3 +59,22 @@ def resolve_layer_map(layers, mapping, arg):
                 f"model. Sparse layers: {sorted(by_path)}."
             )
     return out
+
+
+def require_sparse_layers(model):
+    """The model's sparse layers, or a clear error if there are none."""
+    layers = sparse_layers(model)
+    if not layers:
+        raise ValueError(
+            f"Model '{getattr(model, 'name', model)}' has no sparse layers. "
+            "Build it with `keras_dst.layers` (e.g. "
+            "`keras_dst.layers.SparseDense`) or convert it with "
+            "`model = keras_dst.sparsify(model)`."
+        )
+    unbuilt = [layer.name for layer in layers if not layer.built]
+    if unbuilt:
+        raise ValueError(
+            f"Sparse layers {unbuilt} are not built yet. Build the model "
+            "first (call it on data, or give it a `keras.Input`)."
+        )
+    return layers

@@ -3,32 +3,13 @@
 import keras
 import numpy as np
 
+from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import magnitude_mask
 from keras_dst.masks.initial_masks import random_mask
-from keras_dst.utils.model_walk import resolve_layer_map
-from keras_dst.utils.model_walk import sparse_layers
 
 MASK_INITS = ("random", "magnitude")
-
-
-def require_sparse_layers(model):
-    """The model's sparse layers, or a clear error if there are none."""
-    layers = sparse_layers(model)
-    if not layers:
-        raise ValueError(
-            f"Model '{getattr(model, 'name', model)}' has no sparse layers. "
-            "Build it with `keras_dst.layers` (e.g. "
-            "`keras_dst.layers.SparseDense`) or convert it with "
-            "`model = keras_dst.sparsify(model)`."
-        )
-    unbuilt = [layer.name for layer in layers if not layer.built]
-    if unbuilt:
-        raise ValueError(
-            f"Sparse layers {unbuilt} are not built yet. Build the model "
-            "first (call it on data, or give it a `keras.Input`)."
-        )
-    return layers
 
 
 def initialize_masks(

@@ -1,4 +1,4 @@
-"""Argument checks shared by the callbacks.
+"""Argument checks shared by the whole library (the bottom layer).
 
 Each error names the argument and its allowed range.
 """
@@ -6,8 +6,6 @@ Each error names the argument and its allowed range.
 import numbers
 
 import numpy as np
-
-from keras_dst.layers.sparse_layer import validate_sparsity
 
 
 def check_target_sparsity(sparsity):
@@ -60,3 +58,39 @@ def check_optional_count(value, name):
             f"`{name}` must be None or an int >= 1. Received: {name}={value!r}."
         )
     return int(value)
+
+
+def validate_sparsity(sparsity, name="sparsity"):
+    """Checks that ``sparsity`` is None or a float in [0, 1)."""
+    if sparsity is None:
+        return None
+    if isinstance(sparsity, bool) or not isinstance(
+        sparsity, (int, float, np.floating, np.integer)
+    ):
+        raise TypeError(
+            f"`{name}` must be None or a float in [0, 1). "
+            f"Received: {name}={sparsity!r} of type {type(sparsity).__name__}."
+        )
+    sparsity = float(sparsity)
+    if not 0.0 <= sparsity < 1.0 or not np.isfinite(sparsity):
+        raise ValueError(
+            f"`{name}` must be in [0, 1) (0 = dense, 0.9 = 90% of the "
+            f"weights are zero). Received: {name}={sparsity}."
+        )
+    return sparsity
+
+
+def check_choice(value, allowed, name):
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {tuple(allowed)}. "
+            f"Received: {name}={value!r}."
+        )
+
+
+def check_seed(seed):
+    if seed is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
+    return int(seed)
