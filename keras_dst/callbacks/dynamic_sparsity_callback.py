@@ -2,21 +2,19 @@
 
 import numbers
 
-import keras
-
-from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
+from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.masks.distributions import DISTRIBUTIONS
+from keras_dst.report.summary import summary
 from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
 from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import check_fraction
 from keras_dst.utils.checks import check_target_sparsity
-from keras_dst.utils.checks import check_update_interval
 
 
-class DynamicSparsityCallback(keras.callbacks.Callback):
+class DynamicSparsityCallback(StepScheduledCallback):
     """Dynamic sparse training (prune and regrow) during `model.fit`.
 
     Every `update_interval` optimizer steps until `update_end`, each sparse
@@ -78,6 +76,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
 
     Attributes:
         updater: the `SparseUpdater` doing the work.
+        history: one record per update (`SparseUpdater.history`).
         itop_rate, itop_rate_per_layer, sparsity: see `SparseUpdater`.
 
     Example:
@@ -113,7 +112,6 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         per_layer_logs=False,
         verbose=0,
     ):
-        super().__init__()
         sparsity = check_target_sparsity(sparsity)
         if not isinstance(distribution, dict):
             check_choice(distribution, DISTRIBUTIONS, "distribution")
@@ -122,7 +120,6 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         drop_fraction_end = check_fraction(
             drop_fraction_end, "drop_fraction_end"
         )
-        check_update_interval(update_interval)
         if isinstance(update_end, bool) or not isinstance(
             update_end, numbers.Real
         ):
@@ -139,45 +136,23 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                 )
         else:
             check_fraction(update_end, "update_end")
+        updater = SparseUpdater(
+            prune=prune, growth=growth, momentum=momentum, seed=seed
+        )
+        super().__init__(updater, update_interval, per_layer_logs)
         self.sparsity_target = sparsity
         self.distribution = distribution
         self.drop_fraction = drop_fraction
         self.drop_schedule = drop_schedule
         self.drop_fraction_end = drop_fraction_end
-        self.update_interval = int(update_interval)
         self.update_end = update_end
         self.power_scale = power_scale
         self.keep_first_dense = keep_first_dense
         self.keep_last_dense = keep_last_dense
-        self.per_layer_logs = bool(per_layer_logs)
         self.verbose = verbose
-        self.updater = SparseUpdater(
-            prune=prune, growth=growth, momentum=momentum, seed=seed
-        )
         self.seed = self.updater.seed
-        self._origin = None
         self._end_step = None
-        self._epoch_step = 0
-        self._next_update = None
-        self._logged_updates = 0
         self._schedule_override = None
-
-    # -- properties ---------------------------------------------------------
-
-    @property
-    def itop_rate(self):
-        """R_s over all sparse layers."""
-        return self.updater.itop_rate
-
-    @property
-    def itop_rate_per_layer(self):
-        """R_s per sparse layer (dict layer path -> rate)."""
-        return self.updater.itop_rate_per_layer
-
-    @property
-    def sparsity(self):
-        """Current global sparsity over the sparse layers."""
-        return self.updater.sparsity
 
     def drop_fraction_at(self, step):
         """The drop fraction the schedule gives at optimizer `step`."""
@@ -210,6 +185,7 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
             check_choice(drop_schedule, DROP_SCHEDULES, "drop_schedule")
         self._end_step = int(end_step)
         self._schedule_override = drop_schedule
+        self._reschedule(self._end_step - 1)
 
     @property
     def update_end_step(self):
@@ -217,36 +193,19 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         training begins; None before)."""
         return self._end_step
 
-    def is_update_step(self, step):
-        """Whether optimizer `step` is one of the schedule's update steps."""
-        return (
-            self._origin < step < self._end_step
-            and (step - self._origin) % self.update_interval == 0
-        )
+    # -- the schedule -------------------------------------------------------
 
-    # -- Keras hooks --------------------------------------------------------
-
-    def set_model(self, model):
-        super().set_model(model)
-        # Updates read and write the model's state through the updater,
-        # without `Callback.model` (on JAX that syncs the whole state).
-        self._target = model
-
-    def on_train_begin(self, logs=None):
-        # Model state is read at the first `on_epoch_begin`, once every
-        # callback's `on_train_begin` ran: `BackupAndRestore` may restore
-        # weights, masks and the step counter after this callback.
-        require_sparse_layers(self.model)
-        self._origin = None
-
-    def _start(self, epoch):
+    def _place(self, epoch):
         """Draws masks if needed and places the schedule; first epoch only.
 
         The schedule's origin is the optimizer step at which this `fit`'s
         epoch 0 began (`step - initial_epoch * steps`): a run resumed with
         `initial_epoch` keeps its schedule, and each new `fit` call with a
         fractional `update_end` gets a schedule of its own. An int
-        `update_end` is an absolute optimizer step (origin 0).
+        `update_end` is an absolute optimizer step (origin 0). Updates run
+        at `origin + j * update_interval < end`, j >= 1, before that
+        step's gradient update (so a run resumed at an update step, as
+        checkpoints are taken after a step, does it).
         """
         model = self.model
         layers = require_sparse_layers(model)
@@ -256,15 +215,14 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
         if isinstance(self.update_end, numbers.Integral):
             origin, end = 0, int(self.update_end)
         else:
-            epochs = (self.params or {}).get("epochs")
-            steps = (self.params or {}).get("steps")
-            if not epochs or not steps:
+            if not (self.params or {}).get("steps"):
                 raise ValueError(
                     "`update_end` is a fraction of training, but `fit` does "
                     "not know its number of steps (e.g. a dataset of unknown "
                     "length). Pass `steps_per_epoch` to `fit` or give "
                     "`update_end` as an int optimizer step."
                 )
+            epochs, steps = self.fit_steps("`update_end`")
             origin = max(0, step - epoch * steps)
             end = origin + int(self.update_end * epochs * steps)
         self.updater.check(model)
@@ -279,44 +237,16 @@ class DynamicSparsityCallback(keras.callbacks.Callback):
                 seed=self.seed,
             )
         self.updater.prepare(model)
-        self._logged_updates = len(self.updater.history)
         self._origin, self._end_step = origin, end
         self._schedule_override = None
-        self._next_update = self._first_update_at_or_after(step)
         if self.verbose:
-            from keras_dst.report.summary import summary
-
             summary(model)
+        return origin + self.update_interval, end - 1
 
-    def _first_update_at_or_after(self, step):
-        # An update runs before the step it is keyed by, so a run resumed
-        # at an update step (checkpoints are taken after a step) does it.
-        interval = self.update_interval
-        ahead = max(step - self._origin, 1)
-        return self._origin + -(-ahead // interval) * interval
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # The state is synced at epoch boundaries: this read is free on JAX.
-        self._epoch_step = int(self.model.optimizer.iterations.numpy())
-        if self._origin is None:
-            self._start(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self._epoch_step + batch
-        if step < self._next_update:
-            return  # pure Python: no device access on ordinary steps
-        self._next_update = self._first_update_at_or_after(step + 1)
-        if step >= self._end_step:
-            return
+    def _act(self, step):
         self.updater.update(
             self._target, step, self.drop_fraction_at(step), wait=False
         )
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            self._logged_updates = add_epoch_logs(
-                logs, self.updater, self.per_layer_logs, self._logged_updates
-            )
 
     def on_train_end(self, logs=None):
         if self.verbose:

@@ -1,10 +1,9 @@
 """`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
 
-import keras
 import numpy as np
 
-from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.callbacks.sparse_updater import SparseUpdater
+from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import DISTRIBUTIONS
@@ -14,10 +13,9 @@ from keras_dst.schedules.gradual_sparsity import cubic_sparsity
 from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import check_fraction
 from keras_dst.utils.checks import check_target_sparsity
-from keras_dst.utils.checks import check_update_interval
 
 
-class GMP(keras.callbacks.Callback):
+class GMP(StepScheduledCallback):
     """Gradual magnitude pruning (Zhu & Gupta, 2017), dense to sparse.
 
     The dense-to-sparse baseline of the DST papers. Masks start dense;
@@ -48,7 +46,13 @@ class GMP(keras.callbacks.Callback):
         per_layer_logs: also log `itop_rate/<layer>`, `sparsity/<layer>`,
             `pruned/<layer>`, `grown/<layer>` (0) and `survival/<layer>`
             (NaN: nothing is grown) per epoch, as `DynamicSparsityCallback`
-            does; each pruning step's metrics are in `updater.history`.
+            does.
+
+    Attributes:
+        history: one record per pruning step (`SparseUpdater.history`,
+            the same records as the DST callbacks').
+        updater, itop_rate, itop_rate_per_layer, sparsity: as on
+            `DynamicSparsityCallback`.
 
     Example:
 
@@ -69,7 +73,6 @@ class GMP(keras.callbacks.Callback):
         update_interval=100,
         per_layer_logs=False,
     ):
-        super().__init__()
         sparsity = check_target_sparsity(sparsity)
         begin = check_fraction(begin, "begin")
         end = check_fraction(end, "end")
@@ -78,37 +81,18 @@ class GMP(keras.callbacks.Callback):
                 "`begin` must be <= `end` (fractions of training). "
                 f"Received: begin={begin}, end={end}."
             )
-        check_update_interval(update_interval)
         if not isinstance(distribution, dict):
             check_choice(distribution, DISTRIBUTIONS, "distribution")
+        # Pruning runs as the engine's compiled update with nothing grown.
+        updater = SparseUpdater(prune="magnitude", seed=0)
+        super().__init__(updater, update_interval, per_layer_logs)
         self.sparsity_target = sparsity
         self.distribution = distribution
         self.begin = begin
         self.end = end
-        self.update_interval = int(update_interval)
-        self.per_layer_logs = bool(per_layer_logs)
-        self._logged_updates = 0
         self.layers = []
-        self.history = []
-        self._origin = None
-        # Pruning runs as the engine's compiled update with nothing grown.
-        self.updater = SparseUpdater(prune="magnitude", seed=0)
 
-    @property
-    def sparsity(self):
-        """Current global sparsity over the sparse layers."""
-        return self._prepared().sparsity
-
-    @property
-    def itop_rate(self):
-        """R_s: the fraction of kernel entries ever active."""
-        return self._prepared().itop_rate
-
-    def set_model(self, model):
-        super().set_model(model)
-        self._target = model  # read without a JAX state sync (see DST)
-
-    def _prepared(self):
+    def _ready(self):
         if self.updater.layers is None or self.updater.layers != self.layers:
             self.updater.prepare(self._target)
         return self.updater
@@ -128,24 +112,8 @@ class GMP(keras.callbacks.Callback):
             for path, final in self.targets.items()
         }
 
-    def on_train_begin(self, logs=None):
-        require_sparse_layers(self.model)
-        self._origin = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        iterations = self.model.optimizer.iterations
-        self._epoch_step = int(keras.ops.convert_to_numpy(iterations))
-        if self._origin is None:
-            self._start(epoch)
-
-    def _start(self, epoch):
-        steps = (self.params or {}).get("steps")
-        epochs = (self.params or {}).get("epochs")
-        if not steps or not epochs:
-            raise ValueError(
-                "GMP needs the number of steps of `fit`: pass "
-                "`steps_per_epoch` for datasets of unknown length."
-            )
+    def _place(self, epoch):
+        epochs, steps = self.fit_steps("GMP")
         self.layers = require_sparse_layers(self.model)
         distribution = self.distribution
         if isinstance(distribution, dict):
@@ -163,32 +131,19 @@ class GMP(keras.callbacks.Callback):
         for layer in self.layers:  # R_s counts the (dense) start
             layer.set_mask(layer.get_mask())
         self.updater.prepare(self.model)
-        self._logged_updates = len(self.updater.history)
         self._origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps
         self._t0 = int(self.begin * total)
         self._n = (int(self.end * total) - self._t0) // self.update_interval
-        self._next = self._epoch_step
+        first = self._origin + self._t0
+        return first, first + self._n * self.update_interval
 
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self._epoch_step + batch
-        if step < self._next:
-            return  # pure Python on steps without pruning
-        t = step - self._origin
-        last = self._t0 + self._n * self.update_interval
-        if t > last:
-            self._next = float("inf")
-            return
-        if t < self._t0:
-            self._next = self._origin + self._t0
-            return
-        ahead = (t - self._t0) // self.update_interval + 1
-        self._next = self._origin + self._t0 + ahead * self.update_interval
+    def _act(self, step):
         self.prune_to(self.sparsity_at(step), step)
 
     def prune_to(self, sparsities, step=None):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
-        updater = self._prepared()
+        updater = self._ready()
         targets = {
             layer.path: active_count(
                 int(np.prod(layer.kernel_variable.shape)),
@@ -205,15 +160,3 @@ class GMP(keras.callbacks.Callback):
         )
         for layer in self.layers:
             layer.sparsity = sparsities[layer.path]
-        self.history.append(
-            {"step": None if step is None else int(step), "targets": targets}
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            self._logged_updates = add_epoch_logs(
-                logs,
-                self._prepared(),
-                self.per_layer_logs,
-                self._logged_updates,
-            )

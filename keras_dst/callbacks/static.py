@@ -1,20 +1,22 @@
 """`Static`: a preset of `DynamicSparsityCallback`."""
 
-from keras_dst.callbacks.dynamic_sparsity_callback import (
-    DynamicSparsityCallback,
-)
+from keras_dst.callbacks.preset import Preset
 
 
-class Static(DynamicSparsityCallback):
+class Static(Preset):
     """Static sparse training: masks drawn once, never changed.
 
     The baseline every DST method must beat: same allocation and budget,
-    no exploration (R_s stays at 1 - sparsity).
+    no exploration (R_s stays at 1 - sparsity). `update_end` is fixed to
+    0 (no update).
 
     Args:
         sparsity: global sparsity in [0, 1).
-        distribution: `"erk"` (default), `"er"`, `"uniform"` or a map.
-        **kwargs: other `DynamicSparsityCallback` arguments.
+        **kwargs: the other `DynamicSparsityCallback` arguments that apply
+            (keywords only): `distribution` (`"erk"` by default, `"er"`,
+            `"uniform"` or a map), `seed`, `power_scale`,
+            `keep_first_dense`, `keep_last_dense`, `per_layer_logs`,
+            `verbose`.
 
     Example:
 
@@ -26,11 +28,4 @@ class Static(DynamicSparsityCallback):
         - [Evci et al., 2020](https://arxiv.org/abs/1911.11134) (baseline)
     """
 
-    def __init__(
-        self,
-        sparsity,
-        distribution="erk",
-        **kwargs,
-    ):
-        kwargs.setdefault("update_end", 0)
-        super().__init__(sparsity, distribution=distribution, **kwargs)
+    FIXED = {"update_end": 0}
