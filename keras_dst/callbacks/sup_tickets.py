@@ -1,27 +1,39 @@
-"""`SupTickets`: superpose the tickets of a cyclic phase into one network."""
+"""`SupTickets`: superpose the tickets of a cyclic phase into one network.
 
-import json
-import numbers
-import os
+A thin callback: the phases come from `superposition.plan_cycles`, the
+averaging and re-prune from `superposition.TicketAverager`, the backups
+from `superposition.backup`, BatchNorm from `recalibrate_batchnorm`, the
+rate from `schedules.CyclicLearningRate`; the base DST callback runs
+inside it and is steered through its public methods.
+"""
 
 import keras
 import numpy as np
 
+from keras_dst.backend.keras_internals import optimizer_learning_rate
+from keras_dst.backend.keras_internals import override_learning_rate
+from keras_dst.backend.keras_internals import restore_learning_rate
 from keras_dst.callbacks.dynamic_sparsity_callback import (
     DynamicSparsityCallback,
 )
+from keras_dst.criteria.registry import check_growth
 from keras_dst.criteria.registry import get_growth
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
-from keras_dst.superposition.averaging import AVERAGES
-from keras_dst.superposition.averaging import global_magnitude_masks
+from keras_dst.schedules.cyclic_learning_rate import check_cyclic_learning_rate
+from keras_dst.schedules.cyclic_learning_rate import check_learning_rate_bounds
+from keras_dst.superposition.backup import delete_averages
+from keras_dst.superposition.backup import load_average
+from keras_dst.superposition.backup import save_average
 from keras_dst.superposition.batchnorm import batchnorm_layers
 from keras_dst.superposition.batchnorm import recalibrate_batchnorm
+from keras_dst.superposition.phases import check_cycle_arguments
+from keras_dst.superposition.phases import plan_cycles
+from keras_dst.superposition.tickets import TicketAverager
 from keras_dst.utils.checks import check_choice
-from keras_dst.utils.checks import check_optional_count
+from keras_dst.utils.checks import check_fraction
 
 RESULTS = ("superposed", "last_ticket")
-REPRUNES = ("every_cycle", "end")
 BASE_UPDATES = ("until_cycles", "own_schedule")
 
 
@@ -77,6 +89,13 @@ class SupTickets(keras.callbacks.Callback):
     place. The takeover costs one retrace of the train step per `fit`.
     `learning_rate_schedule` holds the schedule in use.
 
+    The pieces are public, for a custom loop or a study:
+    `keras_dst.superposition.plan_cycles` (where the cycles fall),
+    `TicketAverager` (averaging and re-prune), `recalibrate_batchnorm`,
+    and `keras_dst.schedules.CyclicLearningRate`. This callback composes
+    them with the base callback's public methods (`step_at`,
+    `override_schedule`, its updater).
+
     Args:
         base: a `DynamicSparsityCallback` (`keras_dst.SET(...)`, `RigL`,
             `SNFS`, `ITOP`, ...). Do not also pass it to `fit`.
@@ -122,6 +141,8 @@ class SupTickets(keras.callbacks.Callback):
         verbose: 1 (default) shows a progress bar for the recalibration.
 
     Attributes:
+        plan: the `CyclicPhases` of the running `fit` (None before).
+        history: the base's update history (re-explorations included).
         tickets: one dict per ticket (step, sparsity, itop_rate).
         superposed: summary of the superposed network (sparsity, active
             count, union density before the re-prune), after training.
@@ -165,64 +186,17 @@ class SupTickets(keras.callbacks.Callback):
                 "`keras_dst.ITOP(0.9)`). "
                 f"Received: base={type(base).__name__}."
             )
-        if (
-            isinstance(num_tickets, bool)
-            or not isinstance(num_tickets, numbers.Integral)
-            or num_tickets < 1
-        ):
-            raise ValueError(
-                "`num_tickets` must be an int >= 1. "
-                f"Received: num_tickets={num_tickets!r}."
-            )
-        check_optional_count(cyclic_epochs, "cyclic_epochs")
-        check_optional_count(cycle_epochs, "cycle_epochs")
-        if cyclic_epochs is None and cycle_epochs is None:
-            if not isinstance(cyclic_fraction, numbers.Real) or not (
-                0.0 < cyclic_fraction < 1.0
-            ):
-                raise ValueError(
-                    "`cyclic_fraction` must be in (0, 1). "
-                    f"Received: cyclic_fraction={cyclic_fraction!r}."
-                )
-        if cycle_epochs is not None and cyclic_epochs is not None:
-            raise ValueError(
-                "Give the cyclic phase as `cyclic_epochs` (split into "
-                "`num_tickets` cycles) or as `cycle_epochs` per cycle, "
-                f"not both. Received: cyclic_epochs={cyclic_epochs}, "
-                f"cycle_epochs={cycle_epochs}."
-            )
-        for name, value in (("lr_low", lr_low), ("lr_high", lr_high)):
-            if not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(
-                    f"`{name}` must be a float > 0. Received: {name}={value!r}."
-                )
-        if lr_low > lr_high:
-            raise ValueError(
-                "`lr_low` must be <= `lr_high`. "
-                f"Received: lr_low={lr_low}, lr_high={lr_high}."
-            )
-        if (
-            isinstance(reexplore_fraction, bool)
-            or not isinstance(reexplore_fraction, numbers.Real)
-            or not 0.0 <= reexplore_fraction <= 1.0
-        ):
-            raise ValueError(
-                "`reexplore_fraction` must be in [0, 1]. "
-                f"Received: reexplore_fraction={reexplore_fraction!r}."
-            )
+        check_cycle_arguments(
+            num_tickets, cyclic_fraction, cyclic_epochs, cycle_epochs
+        )
+        check_learning_rate_bounds(lr_low, lr_high)
         if reexplore_growth != "base":
-            try:
-                get_growth(reexplore_growth)
-            except (ValueError, TypeError, KeyError):
-                raise ValueError(
-                    "`reexplore_growth` must be 'base' (the base method's "
-                    "growth) or a registered growth criterion such as "
-                    "'gradient' (the reference). "
-                    f"Received: reexplore_growth={reexplore_growth!r}."
-                ) from None
-        check_choice(reprune, REPRUNES, "reprune")
+            check_growth(
+                reexplore_growth,
+                "reexplore_growth",
+                "'base' (the base method's growth) or ",
+            )
         check_choice(base_updates, BASE_UPDATES, "base_updates")
-        check_choice(superposition, AVERAGES, "superposition")
         check_choice(result, RESULTS, "result")
         self.base = base
         self.num_tickets = int(num_tickets)
@@ -231,28 +205,28 @@ class SupTickets(keras.callbacks.Callback):
         self.cycle_epochs = cycle_epochs
         self.lr_low = float(lr_low)
         self.lr_high = float(lr_high)
-        self.reexplore_fraction = float(reexplore_fraction)
+        self.reexplore_fraction = check_fraction(
+            reexplore_fraction, "reexplore_fraction"
+        )
         self.reexplore_growth = reexplore_growth
-        self.reprune = reprune
         self.base_updates = base_updates
+        self.averager = TicketAverager(superposition, reprune)
         self.superposition = superposition
+        self.reprune = reprune
         self.recalibration_data = recalibration_data
         self.recalibration_batch_size = int(recalibration_batch_size)
         self.result = result
         self.backup_dir = None if backup_dir is None else str(backup_dir)
         self.verbose = verbose
+        self.plan = None
+        self._finished = False
         self.tickets = []
         self.superposed = None
+        self.learning_rate_schedule = None
+        self._optimizer = None
+        self._started = False
 
-    # -- delegation ---------------------------------------------------------
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.base.set_model(model)
-
-    def set_params(self, params):
-        super().set_params(params)
-        self.base.set_params(params)
+    # -- what it exposes ----------------------------------------------------
 
     @property
     def itop_rate(self):
@@ -262,12 +236,13 @@ class SupTickets(keras.callbacks.Callback):
     def sparsity(self):
         return self.base.sparsity
 
-    # -- phases -------------------------------------------------------------
+    @property
+    def history(self):
+        return self.base.history
 
-    def _phases(self):
-        return self.phases(
-            (self.params or {}).get("epochs"), (self.params or {}).get("steps")
-        )
+    @property
+    def updater(self):
+        return self.base.updater
 
     def phases(self, epochs, steps_per_epoch):
         """Where the cycles fall in a `fit` of `epochs` x `steps_per_epoch`.
@@ -276,37 +251,30 @@ class SupTickets(keras.callbacks.Callback):
             `(start, cycle, total)`: the first step of the cyclic phase,
             the steps per cycle and the total steps, counted from the `fit`
             call's epoch 0 (e.g. to end a base learning-rate schedule where
-            the cycles begin).
+            the cycles begin). See `keras_dst.superposition.plan_cycles`.
         """
-        steps = steps_per_epoch
-        if not epochs or not steps:
-            raise ValueError(
-                "SupTickets needs the number of epochs and steps per epoch; "
-                "pass `steps_per_epoch` to `fit` for datasets of unknown "
-                "length."
-            )
-        if self.cycle_epochs is not None:
-            cyclic = self.num_tickets * int(self.cycle_epochs)
-        elif self.cyclic_epochs is not None:
-            cyclic = int(self.cyclic_epochs)
-        else:
-            cyclic = max(1, int(round(self.cyclic_fraction * epochs)))
-        if cyclic >= epochs:
-            raise ValueError(
-                f"The cyclic phase ({cyclic} epochs) must be shorter than "
-                f"training ({epochs} epochs): lower `cyclic_epochs` / "
-                "`cycle_epochs` / `cyclic_fraction` or train longer."
-            )
-        total = epochs * steps
-        cyclic_steps = cyclic * steps
-        if cyclic_steps < self.num_tickets:
-            raise ValueError(
-                f"`num_tickets`={self.num_tickets} cycles do not fit in the "
-                f"cyclic phase of {cyclic_steps} steps."
-            )
-        cycle = cyclic_steps // self.num_tickets
-        start = total - cycle * self.num_tickets
-        return start, cycle, total
+        plan = self._plan(epochs, steps_per_epoch)
+        return plan.start, plan.cycle, plan.total
+
+    def _plan(self, epochs, steps_per_epoch):
+        return plan_cycles(
+            epochs,
+            steps_per_epoch,
+            self.num_tickets,
+            self.cyclic_fraction,
+            self.cyclic_epochs,
+            self.cycle_epochs,
+        )
+
+    # -- Keras hooks: the base runs inside ----------------------------------
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.base.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.base.set_params(params)
 
     def on_train_begin(self, logs=None):
         if batchnorm_layers(self.model) and self.recalibration_data is None:
@@ -315,11 +283,45 @@ class SupTickets(keras.callbacks.Callback):
                 "`recalibration_data` (training inputs) so that their "
                 "statistics can be recalibrated for the superposed network."
             )
-        self._phases()  # checks the arguments against this `fit`
-        self._check_learning_rate(self.model.optimizer)
+        params = self.params or {}
+        self._plan(params.get("epochs"), params.get("steps"))  # checks
+        check_cyclic_learning_rate(self.model.optimizer)
         self._check_reexplore_growth(self.model)
         self.base.on_train_begin(logs)
-        self._origin = None
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.base.on_epoch_begin(epoch, logs)
+        if not self._started:
+            self._begin(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.base.step_at(batch)
+        if self._cycle_starts and step >= self._cycle_starts[0]:
+            self._cycle_starts.pop(0)
+            self._cycle_start(step)
+        self.base.on_train_batch_begin(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.base.on_epoch_end(epoch, logs)
+        if epoch + 1 != self.params["epochs"] or self.averager.average is None:
+            return
+        self._add_ticket(self.base.step_at(self.params["steps"]))  # the last
+        self._finished = True
+        if self.result == "superposed":
+            self._superpose(self.model)
+        if logs is not None:
+            logs["tickets"] = len(self.tickets)
+            if self.superposed:
+                logs["superposed_sparsity"] = self.superposed["sparsity"]
+
+    def on_train_end(self, logs=None):
+        self.base.on_train_end(logs)
+        self._release_learning_rate()
+        if self._finished and self.backup_dir is not None:
+            delete_averages(self.backup_dir, self.num_tickets)
+
+    # -- the phases ---------------------------------------------------------
 
     def _begin(self, epoch):
         """Places the phases and takes over the learning rate; first epoch.
@@ -328,30 +330,79 @@ class SupTickets(keras.callbacks.Callback):
         step of this `fit` call's epoch 0, so `initial_epoch` resumes keep
         them (see `DynamicSparsityCallback`).
         """
-        model = self.model
-        step = self.base._epoch_step
-        self._origin = max(0, step - epoch * self.params["steps"])
-        start, self._cycle, self._total = self._phases()
-        self._start = self._origin + start
+        self._started = True
+        step = self.base.epoch_start_step
+        origin = self.base.fit_origin
+        plan = self._plan(self.params["epochs"], self.params["steps"])
+        self.plan = plan
+        start = origin + plan.start
         # Regular updates stop where the cyclic phase begins; with
         # "until_cycles" they run until then with a constant drop fraction
         # (the reference), unless the base never updates (Static).
-        end = self.base.update_end_step
         if self.base_updates == "until_cycles" and self.base.update_end != 0:
-            self.base.override_schedule(self._start, drop_schedule="constant")
+            self.base.override_schedule(start, drop_schedule="constant")
         else:
-            self.base.override_schedule(min(end, self._start))
-        self._take_over_learning_rate(model)
-        self._events = [
-            self._start + j * self._cycle for j in range(self.num_tickets)
+            self.base.override_schedule(min(self.base.update_end_step, start))
+        self._take_over_learning_rate(self.model, start, plan.cycle)
+        self._cycle_starts = [
+            origin + s for s in plan.cycle_starts if origin + s >= step
         ]
-        self._events = [s for s in self._events if s >= step]
-        self._average = None
-        self._last_reprune = None
+        self.averager.reset()
         self.tickets = []
         self.superposed = None
         self._finished = False
-        self._restore_state(step)
+        restored = load_average(
+            self.backup_dir, self.num_tickets, step, len(self.model.weights)
+        )
+        if restored is not None:
+            average, count, self.tickets = restored
+            self.averager.reset(average, count)
+
+    def _cycle_start(self, step):
+        """A ticket (the end of the previous cycle or of the DST phase),
+        then the cycle's re-exploration."""
+        self._add_ticket(step)
+        growth = self.reexplore_growth
+        self.base.updater.update(
+            self.model,
+            step,
+            self.reexplore_fraction,
+            growth=None if growth == "base" else growth,
+        )
+
+    def _add_ticket(self, step):
+        model = self.model
+        first = self.averager.average is None
+        # Host copies: JAX donates buffers (see the Keras notes).
+        weights = [
+            np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights
+        ]
+        kernels, masks = self._kernels(model)
+        self.averager.add(weights, kernels, masks)
+        if not first:
+            self.tickets.append(
+                {
+                    "step": int(step),
+                    "sparsity": self.base.sparsity,
+                    "itop_rate": self.base.itop_rate,
+                }
+            )
+        if self.backup_dir is not None:
+            save_average(
+                self.backup_dir,
+                len(self.tickets),
+                self.averager.average,
+                self.tickets,
+                step,
+            )
+
+    def _kernels(self, model):
+        """The sparse kernels' indices in `model.weights`, and their
+        current masks."""
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = self.base.updater.layers
+        kernels = [index[id(layer.kernel_variable)] for layer in layers]
+        return kernels, [layer.get_mask() for layer in layers]
 
     def _check_reexplore_growth(self, model):
         if self.reexplore_growth == "base":
@@ -374,200 +425,60 @@ class SupTickets(keras.callbacks.Callback):
                 "criterion."
             )
 
-    @staticmethod
-    def _check_learning_rate(optimizer):
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        base = inner._learning_rate
-        if callable(base) and not isinstance(
-            base, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            raise TypeError(
-                "SupTickets needs a float or `LearningRateSchedule` "
-                "learning rate; the optimizer's is a callable."
-            )
+    # -- the learning rate --------------------------------------------------
 
-    def _take_over_learning_rate(self, model):
+    def _take_over_learning_rate(self, model, start, cycle):
         # The optimizer keeps its own rate (variable or schedule), its
-        # variables and its config: only the rate it reads is replaced, on
-        # the instance. Checkpoints and `.keras` files therefore hold the
-        # user's optimizer, which a fresh process rebuilds and loads
-        # variable for variable (`BackupAndRestore`, `load_model`).
+        # variables and its config: only the rate it reads is replaced.
+        # Checkpoints and `.keras` files therefore hold the user's
+        # optimizer, which a fresh process rebuilds and loads variable for
+        # variable (`BackupAndRestore`, `load_model`).
         optimizer = model.optimizer
-        self._check_learning_rate(optimizer)
-        inner = getattr(optimizer, "inner_optimizer", optimizer)
-        base = inner._learning_rate
         schedule = CyclicLearningRate(
-            base, self._start, self._cycle, self.lr_low, self.lr_high
+            optimizer_learning_rate(optimizer),
+            start,
+            cycle,
+            self.lr_low,
+            self.lr_high,
         )
         self.learning_rate_schedule = schedule
-        inner._get_current_learning_rate = lambda: schedule(inner.iterations)
-        self._optimizer = inner
+        override_learning_rate(
+            optimizer, lambda: schedule(optimizer.iterations)
+        )
+        self._optimizer = optimizer
         model.make_train_function(force=True)
 
     def _release_learning_rate(self):
-        inner = getattr(self, "_optimizer", None)
-        if inner is not None and "_get_current_learning_rate" in vars(inner):
-            del inner._get_current_learning_rate
-            # The compiled step read the cyclic rate: trace it anew.
-            self.model.train_function = None
+        if self._optimizer is not None:
+            if restore_learning_rate(self._optimizer):
+                # The compiled step read the cyclic rate: trace it anew.
+                self.model.train_function = None
         self._optimizer = None
-
-    def on_train_end(self, logs=None):
-        self.base.on_train_end(logs)
-        self._release_learning_rate()
-        if self._finished:
-            self._delete_state()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.base.on_epoch_begin(epoch, logs)
-        if self._origin is None:
-            self._begin(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self.base._epoch_step + batch
-        if self._events and step >= self._events[0]:
-            self._events.pop(0)
-            self._cycle_start(self.model, step)
-        self.base.on_train_batch_begin(batch, logs)
-
-    def _snapshot(self, model):
-        # Host copies: JAX donates buffers (see the Keras notes).
-        return [
-            np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights
-        ]
-
-    def _add_ticket(self, model, step):
-        weights = self._snapshot(model)
-        if self._average is None:  # the model at the end of the DST phase
-            self._average = weights
-        else:
-            k = len(self.tickets) + 1
-            combine = AVERAGES[self.superposition]
-            self._average = [
-                combine(a, w, k) for a, w in zip(self._average, weights)
-            ]
-            if self.reprune == "every_cycle":
-                self._reprune_average(model)
-            self.tickets.append(
-                {
-                    "step": int(step),
-                    "sparsity": self.base.sparsity,
-                    "itop_rate": self.base.itop_rate,
-                }
-            )
-        self._save_state(step)
-
-    # -- resuming -----------------------------------------------------------
-
-    def _state_path(self, count):
-        return os.path.join(self.backup_dir, f"sup_tickets_{count:03d}.npz")
-
-    def _save_state(self, step):
-        if self.backup_dir is None:
-            return
-        os.makedirs(self.backup_dir, exist_ok=True)
-        path = self._state_path(len(self.tickets))
-        arrays = {f"w{i}": a for i, a in enumerate(self._average)}
-        arrays["tickets"] = np.array(json.dumps(self.tickets))
-        arrays["step"] = np.array(int(step))
-        with open(path + ".tmp", "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(path + ".tmp", path)  # never a half-written state
-
-    def _restore_state(self, step):
-        """Reads the latest snapshot taken before optimizer `step`."""
-        if self.backup_dir is None or not os.path.isdir(self.backup_dir):
-            return
-        count = len(self.model.weights)
-        for k in range(self.num_tickets, -1, -1):
-            path = self._state_path(k)
-            if not os.path.exists(path):
-                continue
-            with np.load(path) as state:
-                if int(state["step"]) >= step:
-                    continue  # taken after the checkpoint: redone
-                self._average = [state[f"w{i}"] for i in range(count)]
-                self.tickets = json.loads(str(state["tickets"]))
-            return
-
-    def _delete_state(self):
-        if self.backup_dir is None:
-            return
-        for k in range(self.num_tickets + 1):
-            if os.path.exists(self._state_path(k)):
-                os.remove(self._state_path(k))
-
-    def _cycle_start(self, model, step):
-        self._add_ticket(model, step)
-        growth = self.reexplore_growth
-        self.base.updater.update(
-            model,
-            step,
-            self.reexplore_fraction,
-            growth=None if growth == "base" else growth,
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.base.on_epoch_end(epoch, logs)
-        step = self.base._epoch_step + self.params["steps"]
-        if epoch + 1 == self.params["epochs"] and self._average is not None:
-            model = self.model
-            self._add_ticket(model, step)  # the last ticket
-            self._finished = True
-            if self.result == "superposed":
-                self._superpose(model)
-            if logs is not None:
-                logs["tickets"] = len(self.tickets)
-                if self.superposed:
-                    logs["superposed_sparsity"] = self.superposed["sparsity"]
 
     # -- superposition ------------------------------------------------------
 
-    def _global_reprune(self, model):
-        """The average's budget masks: `(kernel indices in the average,
-        masks, union count, budget)`.
-
-        The budget is the training model's active count; ties at zero go
-        to its current positions, so R_s never grows through the re-prune.
-        """
-        index = {id(v): i for i, v in enumerate(model.weights)}
-        layers = self.base.updater.layers
-        slots = [index[id(layer.kernel_variable)] for layer in layers]
-        current = [layer.get_mask().astype(bool) for layer in layers]
-        budget = sum(int(m.sum()) for m in current)
-        kernels = [self._average[i] for i in slots]
-        union = sum(int(np.count_nonzero(k)) for k in kernels)
-        masks = global_magnitude_masks(kernels, budget, prefer=current)
-        return slots, masks, union, budget
-
-    def _reprune_average(self, model):
-        """The reference's re-prune after every cycle: the average is
-        pruned back to the budget and is the next cycle's previous
-        average."""
-        slots, masks, union, budget = self._global_reprune(model)
-        for i, mask in zip(slots, masks):
-            kernel = self._average[i]
-            self._average[i] = np.where(mask, kernel, np.zeros_like(kernel))
-        self._last_reprune = (masks, union, budget)
-
     def _superpose(self, model):
-        if self._last_reprune is not None:  # pruned after the last cycle
-            masks, union, budget = self._last_reprune
-        else:
-            _, masks, union, budget = self._global_reprune(model)
+        kernels, current = self._kernels(model)
+        masks, union, budget = self.averager.budget_masks(kernels, current)
         layers = self.base.updater.layers
         skip = {
             id(variable)
             for layer in layers
             for variable in layer.sparse_state_variables
         }
-        for variable, value in zip(model.weights, self._average):
+        for variable, value in zip(model.weights, self.averager.average):
             if id(variable) not in skip:
                 variable.assign(value.astype(variable.dtype))
         for layer, mask in zip(layers, masks):
             layer.set_mask(mask.astype("uint8"), optimizer=model.optimizer)
         self.base.updater.prepare(model)
-        self._recalibrate(model)
+        if self.recalibration_data is not None:
+            recalibrate_batchnorm(
+                model,
+                self.recalibration_data,
+                batch_size=self.recalibration_batch_size,
+                verbose=self.verbose,
+            )
         total = sum(m.size for m in masks)
         self.superposed = {
             "sparsity": 1.0 - budget / total,
@@ -576,13 +487,3 @@ class SupTickets(keras.callbacks.Callback):
             "tickets": len(self.tickets),
             "reprune": self.reprune,
         }
-
-    def _recalibrate(self, model):
-        if self.recalibration_data is None:
-            return
-        recalibrate_batchnorm(
-            model,
-            self.recalibration_data,
-            batch_size=self.recalibration_batch_size,
-            verbose=self.verbose,
-        )

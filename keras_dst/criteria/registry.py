@@ -156,3 +156,15 @@ def get_prune(name):
 def get_growth(name):
     """The registered growth `Criterion` called `name`."""
     return _get(_GROWTH, "growth", name)
+
+
+def check_growth(name, arg="growth", others=""):
+    """A clear error naming `arg` unless `name` is a registered growth
+    criterion (`others` describes other accepted values, e.g. "'base' or
+    ")."""
+    if not isinstance(name, str) or name not in _GROWTH:
+        raise ValueError(
+            f"`{arg}` must be {others}a registered growth criterion, one of "
+            f"{tuple(_GROWTH)}. Received: {arg}={name!r}."
+        )
+    return name

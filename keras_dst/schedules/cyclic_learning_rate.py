@@ -1,7 +1,44 @@
 """`CyclicLearningRate`: the triangle schedule of the Sup-tickets phase."""
 
+import numbers
+
 import keras
 from keras import ops
+
+from keras_dst.backend.keras_internals import optimizer_learning_rate
+
+
+def check_learning_rate_bounds(lr_low, lr_high):
+    """`0 < lr_low <= lr_high`, with errors naming the argument."""
+    for name, value in (("lr_low", lr_low), ("lr_high", lr_high)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not value > 0
+        ):
+            raise ValueError(
+                f"`{name}` must be a float > 0. Received: {name}={value!r}."
+            )
+    if lr_low > lr_high:
+        raise ValueError(
+            "`lr_low` must be <= `lr_high`. "
+            f"Received: lr_low={lr_low}, lr_high={lr_high}."
+        )
+
+
+def check_cyclic_learning_rate(optimizer):
+    """The optimizer's own rate must be something `CyclicLearningRate`
+    can run before its cycles: a float or a `LearningRateSchedule`."""
+    rate = optimizer_learning_rate(optimizer)
+    if callable(rate) and not isinstance(
+        rate, keras.optimizers.schedules.LearningRateSchedule
+    ):
+        raise TypeError(
+            "Sup-tickets' cyclic learning rate needs an optimizer whose "
+            "learning rate is a float or a `LearningRateSchedule`; "
+            f"{type(optimizer).__name__}'s is a callable "
+            f"({type(rate).__name__})."
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_dst")
@@ -48,11 +85,7 @@ class CyclicLearningRate(keras.optimizers.schedules.LearningRateSchedule):
                 "`cycle_start` must be an int >= 0. "
                 f"Received: cycle_start={cycle_start!r}."
             )
-        if not 0 < float(lr_low) <= float(lr_high):
-            raise ValueError(
-                "`lr_low` and `lr_high` must satisfy 0 < lr_low <= lr_high. "
-                f"Received: lr_low={lr_low}, lr_high={lr_high}."
-            )
+        check_learning_rate_bounds(lr_low, lr_high)
         self.base = base
         self.cycle_start = int(cycle_start)
         self.cycle_steps = int(cycle_steps)
