@@ -1,7 +1,10 @@
 """Sparse layer tests: masks, forward pass, training, gradient probe, saving.
 
-Every test runs on each layer type of `keras_dst.layers` against its Keras
-parent, on the backend that `KERAS_BACKEND` selects.
+Every layer type of `keras_dst.layers` is checked against its Keras parent,
+on the backend that `KERAS_BACKEND` selects: the layers with a mask of
+their own by the public contract `keras_dst.testing.run_sparse_layer_test`
+(which a user's own sparse layer must pass too), `SparseMultiHeadAttention`
+(its masks are on sub-layers) by the equivalent tests below.
 """
 
 import os
@@ -14,8 +17,26 @@ from absl.testing import parameterized
 
 import keras_dst
 from keras_dst import layers as sparse
+from keras_dst.layers import SparseLayer
+from keras_dst.layers import masked_weight_property
 from keras_dst.masks import active_count
+from keras_dst.testing import run_sparse_layer_test
 from tests.test_case import TestCase
+
+
+# A sparse layer keras_dst does not ship, written as CONTRIBUTING.md shows
+# ("Add a sparse layer in 3 lines"): it must pass the same contract.
+@keras.saving.register_keras_serializable(package="keras_dst_tests")
+class SparseConv1DTranspose(SparseLayer, keras.layers.Conv1DTranspose):
+    kernel = masked_weight_property(keras.layers.Conv1DTranspose, "kernel")
+
+
+# Broken on purpose: the masked property is missing, so the kernel's
+# gradient is not masked and a training step moves inactive entries.
+@keras.saving.register_keras_serializable(package="keras_dst_tests")
+class UnmaskedSparseDense(SparseLayer, keras.layers.Dense):
+    pass
+
 
 # name -> how to build the sparse layer, its Keras parent and its input.
 # `shape` includes the batch dimension; `vocab` marks integer inputs.
@@ -78,6 +99,18 @@ LAYER_SPECS = {
     ),
 }
 NAMES = [(name, name) for name in LAYER_SPECS]
+# The layers with one mask of their own (`SparseLayer`s), for the contract;
+# the others (masks on sub-layers) keep the tests the contract replaces.
+CONTRACT_NAMES = [
+    (name, name)
+    for name, spec in LAYER_SPECS.items()
+    if issubclass(spec["cls"], SparseLayer)
+]
+COMPOSITE_NAMES = [
+    (name, name)
+    for name, spec in LAYER_SPECS.items()
+    if not issubclass(spec["cls"], SparseLayer)
+]
 SPARSE_EXTRAS = (
     "kernel_mask",
     "kernel_explored",
@@ -189,9 +222,68 @@ class SparseLayersTest(TestCase):
         self.fail(f"no autodiff reference for backend {self.backend}")
 
     # ------------------------------------------------------------------
+    # The public contract (keras_dst.testing).
+
+    @parameterized.named_parameters(CONTRACT_NAMES)
+    def test_sparse_layer_contract(self, name):
+        spec = self.spec(name)
+        run_sparse_layer_test(
+            spec["cls"],
+            spec["kwargs"],
+            input_data=make_input(spec),
+            parent_cls=spec["plain"],
+        )
+
+    def test_contract_passes_on_a_new_three_line_layer(self):
+        for dense_gradient in (True, False):
+            run_sparse_layer_test(
+                SparseConv1DTranspose,
+                dict(filters=3, kernel_size=3, dense_gradient=dense_gradient),
+                input_shape=(4, 6, 2),
+            )
+
+    def test_contract_fails_on_a_broken_layer(self):
+        # Everything up to training holds (Dense keeps its kernel where
+        # `kernel_variable` finds it, and masks write exact zeros) ...
+        with self.assertRaisesRegex(
+            AssertionError,
+            r"run_sparse_layer_test\(UnmaskedSparseDense\): \d+ inactive "
+            r"kernel entries are not exactly 0.0 after one SGD step: the "
+            r"kernel's gradient is not masked",
+        ):
+            run_sparse_layer_test(
+                UnmaskedSparseDense, dict(units=4), input_shape=(4, 5)
+            )
+
+        # ... and a parent that stores the kernel elsewhere fails at build.
+        class UnmaskedConv1DTranspose(
+            SparseLayer, keras.layers.Conv1DTranspose
+        ):
+            pass
+
+        with self.assertRaisesRegex(
+            AssertionError, "calling it on the input failed.*no raw `kernel`"
+        ):
+            run_sparse_layer_test(
+                UnmaskedConv1DTranspose,
+                dict(filters=3, kernel_size=3),
+                input_shape=(4, 6, 2),
+            )
+
+    def test_contract_checks_its_own_arguments(self):
+        with self.assertRaisesRegex(ValueError, "`layer_cls`"):
+            run_sparse_layer_test(keras.layers.Dense, {}, input_shape=(2, 3))
+        with self.assertRaisesRegex(ValueError, "`init_kwargs`.*sparsity"):
+            run_sparse_layer_test(
+                sparse.SparseDense, dict(units=2, sparsity=0.5), (2, 3)
+            )
+        with self.assertRaisesRegex(ValueError, "exactly one of"):
+            run_sparse_layer_test(sparse.SparseDense, dict(units=2))
+
+    # ------------------------------------------------------------------
     # Masks.
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_build_and_exact_sparsity(self, name):
         spec = self.spec(name)
         for sparsity in (0.0, 0.3, 0.75, 0.95):
@@ -218,7 +310,7 @@ class SparseLayersTest(TestCase):
                 mask = sub.get_mask()
                 self.assertTrue(np.all(kernel[mask == 1] != 0))
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_default_mask_is_dense(self, name):
         spec = self.spec(name)
         layer = make_sparse(spec)
@@ -245,7 +337,7 @@ class SparseLayersTest(TestCase):
     # ------------------------------------------------------------------
     # Forward pass.
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_output_equals_parent_with_masked_kernel(self, name):
         spec = self.spec(name)
         x = make_input(spec, seed=1)
@@ -286,7 +378,7 @@ class SparseLayersTest(TestCase):
     # ------------------------------------------------------------------
     # Training and the gradient probe.
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_fit_keeps_zeros_and_probe_holds_dense_gradient(self, name):
         spec = self.spec(name)
         x = make_input(spec, seed=4)
@@ -350,7 +442,7 @@ class SparseLayersTest(TestCase):
     # ------------------------------------------------------------------
     # Serialization.
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_config_round_trip(self, name):
         spec = self.spec(name)
         layer = make_sparse(
@@ -372,7 +464,7 @@ class SparseLayersTest(TestCase):
             np.testing.assert_array_equal(a.get_mask(), b.get_mask())
             self.assertIsNone(b.kernel_gradient)
 
-    @parameterized.named_parameters(NAMES)
+    @parameterized.named_parameters(COMPOSITE_NAMES)
     def test_keras_file_round_trip(self, name):
         spec = self.spec(name)
         x = make_input(spec, seed=2)

@@ -11,6 +11,7 @@ from keras_dst.layers.sparse_depthwise_conv2d import SparseDepthwiseConv2D
 from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
 from keras_dst.layers.sparse_embedding import SparseEmbedding
 from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.sparse_layer import masked_weight_property
 from keras_dst.layers.sparse_multi_head_attention import (
     SparseMultiHeadAttention,
 )
@@ -28,3 +29,18 @@ SPARSE_TWINS = {
     keras.layers.Embedding: SparseEmbedding,
     keras.layers.MultiHeadAttention: SparseMultiHeadAttention,
 }
+
+__all__ = [
+    "SPARSE_TWINS",
+    "SparseConv1D",
+    "SparseConv2D",
+    "SparseConv2DTranspose",
+    "SparseConv3D",
+    "SparseDense",
+    "SparseDepthwiseConv2D",
+    "SparseEinsumDense",
+    "SparseEmbedding",
+    "SparseLayer",
+    "SparseMultiHeadAttention",
+    "masked_weight_property",
+]

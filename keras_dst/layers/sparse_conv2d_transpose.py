@@ -47,21 +47,3 @@ class SparseConv2DTranspose(SparseLayer, keras.layers.Conv2DTranspose):
 
     _sparse_weight_name = "kernel"
     kernel = masked_weight_property(keras.layers.Conv2DTranspose, "kernel")
-
-    def __init__(
-        self,
-        *args,
-        sparsity=None,
-        mask_seed=None,
-        dense_gradient=True,
-        **kwargs,
-    ):
-        super().__init__(*args, **kwargs)
-        self._init_sparse(sparsity, mask_seed, dense_gradient)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_sparse()
-
-    def get_config(self):
-        return {**super().get_config(), **self._sparse_config()}

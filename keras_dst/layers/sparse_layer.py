@@ -136,21 +136,33 @@ def masked_weight_property(parent_cls, name):
     )
 
 
-class SparseLayer:
-    """Mixin that gives a Keras layer a mask on its main weight.
+class SparseOptions:
+    """The three arguments every sparse layer takes: checked, kept, saved.
 
-    Not for direct use: subclass it together with a Keras layer and set
-    ``_sparse_weight_name``. Public attributes on every sparse layer:
+    A cooperative mixin, listed before the Keras layer in the bases. It
+    takes ``sparsity``, ``mask_seed`` and ``dense_gradient`` out of the
+    constructor's keyword arguments, checks them, keeps them as attributes
+    of the same names and adds them to ``get_config()`` (so saved configs
+    and ``.keras`` files carry them). ``SparseLayer`` builds on it;
+    ``SparseMultiHeadAttention``, whose masks live on its sub-layers, uses
+    it alone.
 
-    * ``kernel_variable``: the raw weight variable (zeros where masked).
-    * ``kernel_mask``: the 0/1 ``uint8`` mask variable.
-    * ``kernel_gradient``: the gradient probe variable, or ``None``.
-    * ``sparsity``: the sparsity the mask was drawn with (``None`` = dense).
+    Args:
+        sparsity: `None` (dense initial mask) or a float in [0, 1).
+        mask_seed: `None` or an int seed for the initial random mask.
+        dense_gradient: bool, keep the `kernel_gradient` probe.
+        *args, **kwargs: the Keras layer's own arguments.
     """
 
-    _sparse_weight_name = "kernel"
-
-    def _init_sparse(self, sparsity, mask_seed, dense_gradient):
+    def __init__(
+        self,
+        *args,
+        sparsity=None,
+        mask_seed=None,
+        dense_gradient=True,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
         self.sparsity = validate_sparsity(sparsity)
         if mask_seed is not None and (
             isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
@@ -167,10 +179,62 @@ class SparseLayer:
             )
         self.dense_gradient = dense_gradient
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "sparsity": self.sparsity,
+            "mask_seed": self.mask_seed,
+            "dense_gradient": self.dense_gradient,
+        }
+
+
+class SparseLayer(SparseOptions):
+    """Mixin that gives a Keras layer a mask on its main weight.
+
+    Not for direct use: subclass it first, then the Keras layer, and replace
+    the weight the parent computes with by the masked property (see the
+    example). The mixin supplies ``__init__`` (the arguments of
+    ``SparseOptions``), ``build`` (the parent's, then the mask and probe)
+    and ``get_config``. Set ``_sparse_weight_name`` when the weight is not
+    ``"kernel"`` (e.g. ``"embeddings"``).
+    ``keras_dst.testing.run_sparse_layer_test`` checks a new layer.
+
+    Public attributes on every sparse layer:
+
+    * ``kernel_variable``: the raw weight variable (zeros where masked).
+    * ``kernel_mask``: the 0/1 ``uint8`` mask variable.
+    * ``kernel_gradient``: the gradient probe variable, or ``None``.
+    * ``kernel_explored``: the union of all masks so far (``uint8``).
+    * ``sparsity``, ``mask_seed``, ``dense_gradient``: the arguments.
+
+    Example:
+
+    ```python
+    @keras.saving.register_keras_serializable(package="my_package")
+    class SparseConv1DTranspose(SparseLayer, keras.layers.Conv1DTranspose):
+        kernel = masked_weight_property(keras.layers.Conv1DTranspose, "kernel")
+    ```
+    """
+
+    _sparse_weight_name = "kernel"
+
+    def build(self, input_shape):
+        # Named `input_shape` like the parent's: Keras records build
+        # arguments by name (`get_build_config`) for saved models.
+        super().build(input_shape)
+        self._build_sparse()
+
     @property
     def kernel_variable(self):
         """The raw (unmasked) weight variable."""
-        return self.__dict__["_" + self._sparse_weight_name]
+        name = self._sparse_weight_name
+        if "_" + name not in self.__dict__:
+            raise ValueError(
+                f"Sparse layer '{self.name}' has no raw `{name}` variable: "
+                f"it is not built yet, or its class does not replace `{name}`"
+                f" with `masked_weight_property(<Keras parent>, '{name}')`."
+            )
+        return self.__dict__["_" + name]
 
     def _build_sparse(self):
         """Creates the mask (and probe); call at the end of ``build``."""
@@ -297,13 +361,6 @@ class SparseLayer:
                 ops.zeros((), kernel.dtype),
             )
         )
-
-    def _sparse_config(self):
-        return {
-            "sparsity": self.sparsity,
-            "mask_seed": self.mask_seed,
-            "dense_gradient": self.dense_gradient,
-        }
 
     def enable_lora(self, *args, **kwargs):
         raise NotImplementedError(

@@ -3,11 +3,11 @@
 import keras
 
 from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
-from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.sparse_layer import SparseOptions
 
 
 @keras.saving.register_keras_serializable(package="keras_dst")
-class SparseMultiHeadAttention(keras.layers.MultiHeadAttention):
+class SparseMultiHeadAttention(SparseOptions, keras.layers.MultiHeadAttention):
     """A `keras.layers.MultiHeadAttention` whose projections are sparse.
 
     Keras builds the query/key/value/output projections as `EinsumDense`
@@ -35,19 +35,6 @@ class SparseMultiHeadAttention(keras.layers.MultiHeadAttention):
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)
     """
 
-    def __init__(
-        self,
-        *args,
-        sparsity=None,
-        mask_seed=None,
-        dense_gradient=True,
-        **kwargs,
-    ):
-        super().__init__(*args, **kwargs)
-        # Same checks (and attributes) as every sparse layer, at
-        # construction rather than at build time.
-        SparseLayer._init_sparse(self, sparsity, mask_seed, dense_gradient)
-
     def build(self, query_shape, value_shape, key_shape=None):
         super().build(query_shape, value_shape, key_shape)
         # Swap each EinsumDense projection for its sparse twin, built with
@@ -67,11 +54,3 @@ class SparseMultiHeadAttention(keras.layers.MultiHeadAttention):
             self._layers.remove(sub)
             setattr(self, attr, twin)
             index += 1
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "sparsity": self.sparsity,
-            "mask_seed": self.mask_seed,
-            "dense_gradient": self.dense_gradient,
-        }
