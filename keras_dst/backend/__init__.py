@@ -9,6 +9,11 @@ One small module per backend; everything else in keras_dst is
   attaching the trainer's live state inside `fit`.
 * `replica_sum(state, variable)`: the global value of a variable that each
   replica overwrites with its own share (the gradient probes).
+
+`keras_internals` holds every use of a private Keras attribute (sub-layers,
+the Functional class, optimizer slots, the learning rate an optimizer
+reads), each with why no public API serves; `tests/keras_internals_test.py`
+fails loudly if Keras changes one.
 """
 
 import keras

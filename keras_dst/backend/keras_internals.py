@@ -1,35 +1,338 @@
-"""Every use of a private Keras internal, in one place (see tests).
+"""Every private Keras attribute keras_dst relies on, in one place.
 
-(Provisional: the learning-rate accessors SupTickets needs.)
+Keras has no public API for a few things sparse training needs: a layer's
+direct sub-layers in creation order, whether a model is Functional, which
+optimizer variables shadow a model variable, and the learning rate an
+optimizer reads inside its update step. Each function below wraps one such
+internal, says why no public API serves, and raises a `RuntimeError`
+naming the internal if Keras changes it (instead of an `AttributeError`
+deep inside training, or worse, a silently wrong answer).
+`tests/keras_internals_test.py` checks each one against the installed
+Keras, so an upgrade that changes any of them fails there first, loudly.
+
+Nothing else in keras_dst touches a private Keras name.
 """
 
-from keras_dst.optimizers.slots import base_optimizer
+import collections.abc
+
+import keras
+
+
+def _changed(what, needs):
+    return RuntimeError(
+        f"Keras {keras.__version__} changed {what}: keras_dst needs {needs}. "
+        "Please report this at the keras_dst issue tracker, with your Keras "
+        "version."
+    )
+
+
+# -- layers ----------------------------------------------------------------
+
+
+def sublayers(layer):
+    """The direct sub-layers of `layer`, in the order they were created.
+
+    For a Sequential or Functional model that is the order data flows
+    through it (an `InputLayer` first); for a layer that creates its
+    sub-layers in `__init__` or `build`, the order of those assignments.
+
+    Why private: `Layer._layers` is the only record of a plain layer's
+    sub-layers (`Model.layers` exists on models only, and Sequential's
+    drops the `InputLayer`); Keras's own walk `_flatten_layers` is private
+    too and reverses nested sub-layers.
+
+    Args:
+        layer: a `keras.layers.Layer` (models included).
+
+    Returns:
+        A new list of layers.
+
+    Example:
+
+    ```python
+    sublayers(keras.Sequential([keras.layers.Dense(2)]))  # [Dense]
+    ```
+    """
+    try:
+        children = layer._layers
+    except AttributeError:
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                "`layer` must be a keras.layers.Layer. Received: "
+                f"{type(layer).__name__}."
+            ) from None
+        raise _changed(
+            "`Layer._layers`",
+            "each layer's direct sub-layers, in creation order, to find "
+            "the sparse layers of a model",
+        ) from None
+    return list(children)
+
+
+def walk_layers(root):
+    """Every layer nested in `root`, pre-order, each once, `root` excluded.
+
+    Sub-layers come in `sublayers` order, so a nested model's layers come
+    in the order data flows through them (unlike Keras's private
+    `_flatten_layers`, which reverses them).
+
+    Args:
+        root: a layer or model.
+
+    Returns:
+        A list of layers.
+    """
+    found, seen = [], {id(root)}
+    stack = list(reversed(sublayers(root)))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        found.append(layer)
+        stack.extend(reversed(sublayers(layer)))
+    return found
+
+
+def forget_sublayer(layer, sublayer):
+    """Stops `layer` tracking `sublayer` (its weights leave `layer`'s).
+
+    For a layer that replaces a sub-layer after `build` (e.g.
+    `SparseMultiHeadAttention` swapping each `EinsumDense` for its sparse
+    twin): assigning the new one to the attribute tracks it, but Keras
+    keeps the old one in `Layer._layers`, and so its weights.
+
+    Why private: Keras has no public way to untrack a sub-layer.
+
+    Args:
+        layer: the layer that tracks `sublayer`.
+        sublayer: one of `sublayers(layer)`.
+    """
+    children = getattr(layer, "_layers", None)
+    if not isinstance(children, list):
+        raise _changed(
+            "`Layer._layers`",
+            "to remove a replaced sub-layer from its parent's list",
+        )
+    if not any(child is sublayer for child in children):
+        raise ValueError(
+            f"`sublayer` '{sublayer.name}' is not a sub-layer of "
+            f"'{layer.name}'."
+        )
+    children.remove(sublayer)
+
+
+def is_functional(model):
+    """Whether `model` is a Functional model (`keras.Model(inputs, ...)`).
+
+    Why private: `keras.Model(inputs, outputs)` returns an instance of the
+    private class `keras.src.models.functional.Functional`, for which Keras
+    exports neither the class nor a predicate. Sequential models are not
+    Functional ones.
+
+    Args:
+        model: any object.
+
+    Returns:
+        A bool.
+    """
+    try:
+        from keras.src.models.functional import Functional
+    except ImportError:
+        raise _changed(
+            "`keras.src.models.functional.Functional`",
+            "the class of Functional models, to accept them in "
+            "`keras_dst.sparsify`",
+        ) from None
+    return isinstance(model, Functional)
+
+
+# -- optimizers ------------------------------------------------------------
+
+
+def base_optimizer(optimizer):
+    """The optimizer that owns the slots and the learning rate.
+
+    Unwraps `keras.mixed_precision.LossScaleOptimizer` (public
+    `inner_optimizer`); not an internal itself, but what the functions
+    below apply to.
+    """
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def built_variables(optimizer):
+    """The model variables `optimizer` was built with, in build order.
+
+    Why private: only `Optimizer._trainable_variables` records them, and
+    per-variable slots are aligned with this list; `optimizer.variables`
+    holds the optimizer's own variables instead.
+
+    Args:
+        optimizer: a built `keras.optimizers.Optimizer` (a
+            `LossScaleOptimizer` is unwrapped).
+
+    Returns:
+        A new list of `keras.Variable`s (empty if not built).
+    """
+    opt = base_optimizer(optimizer)
+    if not getattr(opt, "built", False):
+        return []
+    built = getattr(opt, "_trainable_variables", None)
+    if not isinstance(built, collections.abc.Sequence):
+        raise _changed(
+            "`Optimizer._trainable_variables`",
+            "the list of variables an optimizer was built with, which its "
+            "slot lists are aligned with, to zero the slots of inactive "
+            "weights",
+        )
+    return list(built)
+
+
+def slot_lists(optimizer):
+    """The optimizer's per-variable lists, aligned with `built_variables`.
+
+    Keras optimizers keep each kind of slot in an attribute holding one
+    entry per built variable (`SGD.momentums`, `Adam._momentums`,
+    `Adam._velocities`, `Adafactor._r`, EMA averages, gradient
+    accumulators, ...; entries are `None` for variables without that slot,
+    e.g. `overwrite_with_gradient` ones). `add_optimizer_variables` builds
+    them so, and so does a custom optimizer that appends
+    `add_variable_from_reference(variable)` for each variable of `build`.
+
+    Why private: the attribute names are each optimizer's private choice
+    and Keras has no public map from a model variable to its slots. This
+    finds every list of the built length whose entries are all
+    `keras.Variable`s or `None`. An entry's shape may differ from its
+    variable's (Adafactor's factored `_r`, `_c`).
+
+    Args:
+        optimizer: an optimizer (a `LossScaleOptimizer` is unwrapped).
+
+    Returns:
+        A list of lists, each as long as `built_variables(optimizer)`;
+        empty if the optimizer is not built.
+    """
+    opt = base_optimizer(optimizer)
+    built = built_variables(opt)
+    if not built:
+        return []
+    found = []
+    for value in vars(opt).values():
+        if (
+            isinstance(value, collections.abc.Sequence)
+            and not isinstance(value, str)
+            and len(value) == len(built)
+            and any(isinstance(v, keras.Variable) for v in value)
+            and all(v is None or isinstance(v, keras.Variable) for v in value)
+            and not all(a is b for a, b in zip(value, built))
+        ):
+            found.append(list(value))
+    return found
+
+
+_RATE_METHOD = "_get_current_learning_rate"
 
 
 def optimizer_learning_rate(optimizer):
-    """The rate the optimizer owns: a float variable or a schedule.
+    """The learning rate object the optimizer owns.
 
-    Keras keeps it in `_learning_rate`; the public `learning_rate` reads
-    a schedule's current value instead of the schedule.
+    A `keras.Variable` for a float rate, else the `LearningRateSchedule`
+    or callable it was given.
+
+    Why private: the public `optimizer.learning_rate` is the current
+    value (a schedule evaluated at the current step), not the schedule;
+    only `Optimizer._learning_rate` holds the object itself.
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer` (a `LossScaleOptimizer`
+            is unwrapped).
+
+    Returns:
+        The variable, schedule or callable.
+
+    Example:
+
+    ```python
+    optimizer_learning_rate(keras.optimizers.SGD(0.1))  # a keras.Variable
+    ```
     """
-    return base_optimizer(optimizer)._learning_rate
+    opt = base_optimizer(optimizer)
+    try:
+        return opt._learning_rate
+    except AttributeError:
+        raise _changed(
+            "`Optimizer._learning_rate`",
+            "the learning rate (variable or schedule) the optimizer owns, "
+            "to schedule around it",
+        ) from None
+
+
+def _rate_method(opt):
+    method = getattr(type(opt), _RATE_METHOD, None)
+    if not callable(method):
+        raise _changed(
+            f"`Optimizer.{_RATE_METHOD}`",
+            "the method through which an optimizer's update step reads its "
+            "learning rate, to replace the rate for a while without "
+            "changing the optimizer's variables or config",
+        )
+    return method
 
 
 def override_learning_rate(optimizer, fn):
     """Makes the optimizer read its current rate from `fn()`.
 
-    Keras reads the rate through `_get_current_learning_rate()` inside the
-    train step; replacing it on the instance leaves the optimizer's
-    variables and config untouched.
+    The optimizer keeps its own rate (variable or schedule), its variables
+    and its config, so checkpoints and `.keras` files still hold the
+    user's optimizer. Only the rate its update step reads is replaced, on
+    this instance. Retrace the train step afterwards
+    (`model.make_train_function(force=True)`): a compiled step keeps
+    reading what it read when traced.
+
+    Why private: the public setter `optimizer.learning_rate = fn` replaces
+    the rate itself: it drops the rate variable from
+    `optimizer.variables` (checkpoints no longer match a fresh optimizer)
+    and changes `get_config()`. Keras's update steps read the rate through
+    `Optimizer._get_current_learning_rate`; an instance attribute of that
+    name shadows it.
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer` (a `LossScaleOptimizer`
+            is unwrapped).
+        fn: a callable without arguments returning the rate as a scalar
+            tensor, called inside the train step at every step (so it may
+            read e.g. `optimizer.iterations`).
+
+    Example:
+
+    ```python
+    override_learning_rate(model.optimizer, lambda: keras.ops.array(0.01))
+    model.make_train_function(force=True)
+    ```
     """
-    inner = base_optimizer(optimizer)
-    inner._get_current_learning_rate = fn
+    if not callable(fn):
+        raise TypeError(
+            f"`fn` must be a callable without arguments. Received: {fn!r}."
+        )
+    opt = base_optimizer(optimizer)
+    _rate_method(opt)
+    setattr(opt, _RATE_METHOD, fn)
 
 
 def restore_learning_rate(optimizer):
-    """Undoes `override_learning_rate`; True if there was one."""
-    inner = base_optimizer(optimizer)
-    if "_get_current_learning_rate" in vars(inner):
-        del inner._get_current_learning_rate
-        return True
-    return False
+    """Undoes `override_learning_rate`.
+
+    Args:
+        optimizer: the optimizer given to `override_learning_rate`.
+
+    Returns:
+        True if an override was removed, False if there was none.
+    """
+    opt = base_optimizer(optimizer)
+    _rate_method(opt)
+    if _RATE_METHOD not in vars(opt):
+        return False
+    delattr(opt, _RATE_METHOD)
+    return True

@@ -49,9 +49,8 @@ from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.sparse_state import write_sparse_state
-from keras_dst.optimizers.slots import ZERO_PRESERVING
 from keras_dst.optimizers.slots import base_optimizer
-from keras_dst.optimizers.slots import keeps_zeros
+from keras_dst.optimizers.slots import check_optimizer
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import check_seed
 
@@ -189,20 +188,9 @@ class SparseUpdater:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        if optimizer is not None and not keeps_zeros(optimizer):
-            warnings.warn(
-                "keras_dst: optimizer "
-                f"{type(base_optimizer(optimizer)).__name__} is not known to "
-                "keep weights with zero gradient and zero state at 0. Sparse "
-                "layers mask the kernel's gradient and keras_dst zeroes the "
-                "optimizer slots of inactive weights; an optimizer that "
-                "still moves them (e.g. Muon mixes entries, Ftrl divides by "
-                "its zeroed accumulators) makes the kernel dense again "
-                "between updates. Known to work: "
-                f"{[c.__name__ for c in ZERO_PRESERVING]}.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        # Warns for an optimizer not known to keep zeros; raises if the
+        # slots of a kernel cannot be found (once the optimizer is built).
+        check_optimizer(optimizer, [x.kernel_variable for x in layers])
         state = model_state(model)
         beta = self.momentum if uses_momentum else 0.0
         for layer in layers:

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_dst.backend.keras_internals import is_functional
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.convert.weight_copy import copy_core_weights
 from keras_dst.layers import SPARSE_TWINS
@@ -13,8 +14,7 @@ def check_cloneable(model, fn_name):
         raise TypeError(
             f"`model` must be a keras.Model. Received: {type(model).__name__}."
         )
-    functional = keras.src.models.functional.Functional
-    if not isinstance(model, (keras.Sequential, functional)):
+    if not (isinstance(model, keras.Sequential) or is_functional(model)):
         raise ValueError(
             f"`keras_dst.{fn_name}` supports Sequential and Functional models "
             f"(nested ones included), not the subclassed model "

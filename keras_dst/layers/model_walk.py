@@ -1,5 +1,6 @@
 """Finding the sparse layers of a model, nested models included."""
 
+from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.sparse_layer import SparseLayer
 
 
@@ -26,7 +27,7 @@ def sparse_layers(model):
         seen.add(id(layer))
         if isinstance(layer, SparseLayer):
             found.append(layer)
-        stack.extend(reversed(layer._layers))
+        stack.extend(reversed(sublayers(layer)))
     return found
 
 

@@ -10,14 +10,14 @@ import warnings
 import keras
 import numpy as np
 
+from keras_dst.backend.keras_internals import walk_layers
+
 
 def batchnorm_layers(model):
     """Every `BatchNormalization` layer of `model`, nested ones included."""
-    # `_flatten_layers` is Keras's own walk over nested layers and models
-    # (it is what `Layer.weights` uses); no public equivalent exists.
     return [
         layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
+        for layer in walk_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
 
