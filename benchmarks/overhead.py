@@ -55,16 +55,22 @@ benchmarks/results/overhead.md (summary tables).
 import argparse
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks.provenance import git_info  # noqa: E402
+from benchmarks.provenance import machine_info  # noqa: E402
+from benchmarks.provenance import versions  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax")
 MODELS = ("mlp", "cnn")
@@ -167,63 +173,6 @@ def parse_args(argv=None):
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
     return args
-
-
-def versions():
-    out = {"python": platform.python_version()}
-    for dist in ("keras", "tensorflow", "jax", "jaxlib", "numpy", "keras-dst"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def machine_info():
-    info = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-    }
-    if hasattr(os, "sched_getaffinity"):
-        info["cpus_available"] = len(os.sched_getaffinity(0))
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            info["mem_total"] = f.readline().split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return info
-
-
-def git_state():
-    """The commit and uncommitted changes of keras_dst/ (what was measured)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-    def git(*cmd):
-        try:
-            return subprocess.run(
-                ["git", *cmd],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    status = git("status", "--porcelain", "--", "keras_dst")
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "keras_dst_uncommitted_changes": (
-            status.splitlines() if status else []
-        ),
-    }
 
 
 def median(values):
@@ -518,7 +467,7 @@ def run_backend(args):
                 "traces_after_direct": updater.traces,
                 "layers": [
                     {
-                        "path": layer.path,
+                        "path": keras_dst.layer_path(layer),
                         "shape": list(layer.kernel_variable.shape),
                     }
                     for layer in layers
@@ -688,7 +637,7 @@ def markdown(report):
         f"commit {(report['git']['commit'] or '?')[:10]}"
         + (
             " plus uncommitted changes in keras_dst/."
-            if report["git"]["keras_dst_uncommitted_changes"]
+            if report["git"]["keras_dst_dirty"]
             else "."
         ),
         "",
@@ -878,7 +827,7 @@ def main(argv=None):
             "update_in_train_steps": UPDATE_TARGET_STEPS,
         },
         "machine": machine_info(),
-        "git": git_state(),
+        "git": git_info(),
         "versions": versions(),
         "backends": results,
     }

@@ -399,13 +399,6 @@ MODEL_DESCRIPTIONS = {
 # -- schedules --------------------------------------------------------------
 
 
-def cyclic_start(epochs, steps, fraction, num_tickets):
-    """The first step of the cyclic phase, as `SupTickets` computes it."""
-    cyclic = max(1, int(round(fraction * epochs)))
-    cycle = cyclic * steps // num_tickets
-    return epochs * steps - cycle * num_tickets, cycle
-
-
 def learning_rate(args, schedule_steps):
     import keras
 
@@ -416,46 +409,35 @@ def learning_rate(args, schedule_steps):
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def lr_at(optimizer, sup, steps):
-    """The learning rate the train step used at `steps`."""
+def lr_at(rate, steps):
+    """The learning rate `rate` (a float or a schedule) gives at `steps`."""
     import keras
 
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    # SupTickets exposes the schedule it trained with (the optimizer may
-    # have its own rate back after `fit`); older versions replaced it.
-    lr = getattr(sup, "learning_rate_schedule", None) or inner._learning_rate
     out = {}
     for s in steps:
-        if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-            value = lr(s)
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            value = rate(s)
         else:
-            value = lr
+            value = rate
         out[str(int(s))] = float(keras.ops.convert_to_numpy(value))
     return out
 
 
 def make_base(args, base, kind, sparsity, seed):
+    """The base method from keras_dst's registry ("itop" is SET-ITOP)."""
     import keras_dst
 
     interval = getattr(args, f"{kind}_update_interval")
-    if base == "set":
-        return keras_dst.SET(
+    if base == "itop":
+        return keras_dst.get_method("itop_set")(
             sparsity,
-            update_interval=interval,
-            update_end=args.update_end,
+            update_interval=interval * args.itop_interval_factor,
             seed=seed,
         )
-    if base == "rigl":
-        return keras_dst.RigL(
-            sparsity,
-            update_interval=interval,
-            update_end=args.update_end,
-            seed=seed,
-        )
-    return keras_dst.ITOP(
+    return keras_dst.get_method(base)(
         sparsity,
-        growth="random",
-        update_interval=interval * args.itop_interval_factor,
+        update_interval=interval,
+        update_end=args.update_end,
         seed=seed,
     )
 
@@ -494,6 +476,8 @@ def sparsity_check(model):
     """Sparsity from the masks and from the stored kernels."""
     import numpy as np
 
+    import keras_dst
+
     total = active = nonzero = outside = 0
     per_layer = {}
     for layer in sparse_layers(model):
@@ -503,7 +487,7 @@ def sparsity_check(model):
         active += int(mask.sum())
         nonzero += int(np.count_nonzero(kernel))
         outside += int(np.count_nonzero(kernel[~mask]))
-        per_layer[layer.path] = round(float(mask.mean()), 6)
+        per_layer[keras_dst.layer_path(layer)] = round(float(mask.mean()), 6)
     return {
         "total": total,
         "active": active,
@@ -512,44 +496,6 @@ def sparsity_check(model):
         "nonzero_outside_mask": outside,
         "density_per_layer": per_layer,
     }
-
-
-def batchnorm_layers(model):
-    import keras
-
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-
-
-def recalibrate_bn(model, x, batch_size=500):
-    """BatchNorm statistics as the plain mean over batches of `x`.
-
-    The same procedure as `SupTickets` (reset, then momentum (n-1)/n at
-    batch n, forward passes in training mode, no weight update): applied
-    to the base method's final model, it separates the gain of the
-    superposition from the gain of recalibrated statistics.
-    """
-    import numpy as np
-
-    norms = batchnorm_layers(model)
-    if not norms:
-        return False
-    momenta = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape))
-        layer.moving_variance.assign(np.ones(layer.moving_variance.shape))
-    try:
-        for n, start in enumerate(range(0, len(x), batch_size), start=1):
-            for layer in norms:
-                layer.momentum = (n - 1) / n
-            model(x[start : start + batch_size], training=True)
-    finally:
-        for layer, momentum in zip(norms, momenta):
-            layer.momentum = momentum
-    return True
 
 
 def jaccard(a, b):
@@ -635,7 +581,8 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
     """
     import numpy as np
 
-    from keras_dst.superposition.averaging import AVERAGES
+    from keras_dst.superposition import TicketAverager
+    from keras_dst.superposition import recalibrate_batchnorm
 
     layers = sparse_layers(model)
     index = {id(v): i for i, v in enumerate(model.weights)}
@@ -651,7 +598,7 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
         for variable, value in zip(model.weights, weights):
             variable.assign(value.astype(variable.dtype))
         if recalibrate:
-            recalibrate_bn(model, x_recal)
+            recalibrate_batchnorm(model, x_recal, batch_size=500, verbose=0)
         return evaluate()
 
     out = {"snapshot_steps": before.steps, "n_snapshots": len(snaps)}
@@ -659,20 +606,16 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
     out["reexplore_steps"] = after.steps
     out["acc_after_reexplore"] = [accuracy(s) for s in after.snapshots]
     if len(snaps) >= 2:
-        combine = AVERAGES[args.superposition]
-        average = list(snaps[0])  # same dtypes as SupTickets' average
-        for k, snap in enumerate(snaps[1:], start=1):
-            average = [combine(a, w, k) for a, w in zip(average, snap)]
+        # The average and its global re-prune by SupTickets' own pieces;
+        # the union and the per-layer re-prune are this study's variants.
+        averager = TicketAverager(args.superposition, reprune="end")
+        for snap, snap_masks in zip(snaps, masks):
+            averager.add(snap, kernel_at, snap_masks)
+        average = averager.average
+        global_masks, _, _ = averager.budget_masks(kernel_at, masks[-1])
         union = [np.logical_or.reduce(ms) for ms in zip(*masks)]
         counts = [int(m.sum()) for m in masks[-1]]
         kernels = [average[i] for i in kernel_at]
-        flat = np.concatenate([np.abs(k).reshape(-1) for k in kernels])
-        keep = np.zeros(flat.size, bool)
-        keep[np.argsort(-flat, kind="stable")[: sum(counts)]] = True
-        splits = np.cumsum([k.size for k in kernels])[:-1]
-        global_masks = [
-            m.reshape(k.shape) for m, k in zip(np.split(keep, splits), kernels)
-        ]
         layer_masks = []
         for k, n in zip(kernels, counts):
             m = np.zeros(k.size, bool)
@@ -688,14 +631,13 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
                 weights[j] = np.where(m, average[j], 0.0)
             return weights
 
-        has_bn = bool(batchnorm_layers(model))
         total = sum(m.size for m in union)
         out["union_density_from_masks"] = (
             sum(int(u.sum()) for u in union) / total
         )
-        out["acc_average_union"] = accuracy(with_masks(union), has_bn)
-        out["acc_average_layerwise"] = accuracy(with_masks(layer_masks), has_bn)
-        out["acc_average_global"] = accuracy(with_masks(global_masks), has_bn)
+        out["acc_average_union"] = accuracy(with_masks(union), True)
+        out["acc_average_layerwise"] = accuracy(with_masks(layer_masks), True)
+        out["acc_average_global"] = accuracy(with_masks(global_masks), True)
         out["global_mask_jaccard_with_superposed"] = round(
             jaccard(global_masks, final_masks), 6
         )
@@ -735,17 +677,20 @@ def run_one(args, spec, data):
     epochs = getattr(args, f"{kind}_epochs")
     steps = math.ceil(len(x_train) / args.batch_size)
     total = epochs * steps
-    start, cycle = cyclic_start(
-        epochs, steps, args.cyclic_fraction, args.num_tickets
+    plan = keras_dst.superposition.plan_cycles(
+        epochs,
+        steps,
+        num_tickets=args.num_tickets,
+        cyclic_fraction=args.cyclic_fraction,
     )
+    start, cycle = plan.start, plan.cycle
 
     keras.utils.clear_session(free_memory=True)
     keras.utils.set_random_seed(seed)
     model = build_model(kind, dense_gradient=base_name == "rigl")
     schedule_steps = start if variant == "sup" else total
-    optimizer = keras.optimizers.SGD(
-        learning_rate(args, schedule_steps), momentum=args.momentum
-    )
+    rate = learning_rate(args, schedule_steps)
+    optimizer = keras.optimizers.SGD(rate, momentum=args.momentum)
     model.compile(
         optimizer,
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -822,23 +767,27 @@ def run_one(args, spec, data):
     }
     key_steps = [0, total // 2, start - 1, start, start + cycle // 2]
     key_steps += [start + cycle - 1, total - 1]
-    record["lr_at_step"] = lr_at(model.optimizer, sup, sorted(set(key_steps)))
+    if sup is not None:
+        rate = sup.learning_rate_schedule  # the cyclic schedule it ran
+    record["lr_at_step"] = lr_at(rate, sorted(set(key_steps)))
     if sup is None and kind == "cnn":
         # Control: the base's final model with the same BN recalibration.
-        recalibrate_bn(model, x_recal)
+        keras_dst.superposition.recalibrate_batchnorm(
+            model, x_recal, batch_size=500, verbose=0
+        )
         record["test_accuracy_bn_recalibrated"] = evaluate()
     if sup is not None:
-        if sup._start != start:
-            raise RuntimeError(f"cyclic start {sup._start} != {start}")
+        if sup.plan != plan:
+            raise RuntimeError(f"cyclic phases {sup.plan} != {plan}")
         t1 = time.perf_counter()
         diagnostics = ticket_diagnostics(
             args, model, before, after, x_recal, evaluate
         )
         record["diagnostics_s"] = time.perf_counter() - t1
         record["cyclic"] = {
-            "start_step": sup._start,
-            "cycle_steps": sup._cycle,
-            "total_steps": sup._total,
+            "start_step": sup.plan.start,
+            "cycle_steps": sup.plan.cycle,
+            "total_steps": sup.plan.total,
             "tickets": sup.tickets,
             "superposed": sup.superposed,
             "last_ticket": {"test_accuracy": diagnostics["acc_snapshots"][-1]},

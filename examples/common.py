@@ -28,20 +28,8 @@ from absl import flags
 import keras_dst
 from keras_dst.layers import SparseLayer
 
-METHODS = (
-    "dense",
-    "static",
-    "set",
-    "rigl",
-    "itop_set",
-    "itop_rigl",
-    "snfs",
-    "sup_tickets",
-    "gmp",
-)
-# Methods whose sparse layers need the dense-gradient probe (gradient or
-# momentum growth); the others build their layers without it (cheaper).
-GRADIENT_METHODS = ("rigl", "itop_rigl", "snfs")
+# "dense" and every method of keras_dst's registry.
+METHODS = ("dense",) + keras_dst.method_names()
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("method", "itop_set", METHODS, "Training method.")
@@ -204,8 +192,7 @@ def layer_classes(config):
     method = config["method"]
     if method == "dense":
         return keras.layers.Dense, keras.layers.Conv2D
-    # sup_tickets: the reference re-explores by gradient at each cycle.
-    probe = method in GRADIENT_METHODS or method == "sup_tickets"
+    probe = keras_dst.get_method(method).needs_gradient
     return (
         functools.partial(keras_dst.layers.SparseDense, dense_gradient=probe),
         functools.partial(keras_dst.layers.SparseConv2D, dense_gradient=probe),
@@ -254,48 +241,33 @@ def make_optimizer(config, steps_per_epoch):
 
 def sup_tickets_start(config, steps_per_epoch):
     """Optimizer step where SupTickets' cyclic phase begins."""
-    phases = keras_dst.SupTickets(
-        keras_dst.Static(0.5),
+    return keras_dst.superposition.plan_cycles(
+        config["epochs"],
+        steps_per_epoch,
         num_tickets=config["num_tickets"],
         cyclic_fraction=config["cyclic_fraction"],
         cycle_epochs=config["cycle_epochs"],
-    ).phases(config["epochs"], steps_per_epoch)
-    return phases[0]
+    ).start
 
 
 # -- methods -----------------------------------------------------------------
 
 
 def make_callback(config, recalibration_data=None):
-    """The keras_dst callback for `config["method"]` (None for dense).
+    """The keras_dst callback for `config["method"]` (None for dense), from
+    keras_dst's method registry with the run's flags.
 
-    `update_interval` None keeps each preset's own ΔT.
+    `update_interval` None keeps each method's own ΔT.
     """
-    method = config["method"]
-    if method == "dense":
+    if config["method"] == "dense":
         return None
-    shared = {
+    method = keras_dst.get_method(config["method"])
+    options = {
         "distribution": config["distribution"],
         "seed": config["seed"],
+        "update_interval": config["update_interval"],
     }
-    interval = config["update_interval"]
-    if interval is not None:
-        shared["update_interval"] = interval
-    sparsity = config["sparsity"]
-    if method == "static":
-        shared.pop("update_interval", None)
-        return keras_dst.Static(sparsity, **shared)
-    if method == "set":
-        return keras_dst.SET(sparsity, **shared)
-    if method == "rigl":
-        return keras_dst.RigL(sparsity, **shared)
-    if method == "snfs":
-        return keras_dst.SNFS(sparsity, **shared)
-    if method == "itop_set":
-        return keras_dst.ITOP(sparsity, growth="random", **shared)
-    if method == "itop_rigl":
-        return keras_dst.ITOP(sparsity, growth="gradient", **shared)
-    if method == "sup_tickets":
+    if method.name == "sup_tickets":
         # The reference command end to end (`luuyin/Sup-tickets`): an ITOP
         # base updating every ΔT (its 1000 steps unless the script or
         # --update_interval says otherwise) with a constant 50% drop until
@@ -306,10 +278,9 @@ def make_callback(config, recalibration_data=None):
         # These are SupTickets' defaults; SGD without Nesterov is set in
         # `make_optimizer`.
         lr_low = config["learning_rate"] * 0.01
-        shared.setdefault("update_interval", 1000)
-        base = keras_dst.ITOP(sparsity, growth=config["sup_growth"], **shared)
-        return keras_dst.SupTickets(
-            base,
+        options["update_interval"] = options["update_interval"] or 1000
+        options.update(
+            growth=config["sup_growth"],
             num_tickets=config["num_tickets"],
             cyclic_fraction=config["cyclic_fraction"],
             cycle_epochs=config["cycle_epochs"],
@@ -318,13 +289,14 @@ def make_callback(config, recalibration_data=None):
             recalibration_data=recalibration_data,
             verbose=1 if config["verbose"] else 0,
         )
-    if method == "gmp":
-        return keras_dst.GMP(
-            sparsity,
-            distribution=config["distribution"],
-            update_interval=interval or 100,
-        )
-    raise ValueError(f"Unknown method {method!r}.")
+    # Each method takes the flags that mean something to it (GMP draws
+    # nothing at random: it takes no seed).
+    kwargs = {
+        k: v
+        for k, v in options.items()
+        if k in method.parameters and v is not None
+    }
+    return method(config["sparsity"], **kwargs)
 
 
 # -- running -----------------------------------------------------------------
@@ -449,16 +421,11 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
         "versions": versions(),
         "command": " ".join(sys.argv),
     }
-    updater = getattr(callback, "updater", None) or getattr(
-        getattr(callback, "base", None), "updater", None
-    )
-    if updater is not None:
-        summary["updates"] = len(updater.history)
+    if callback is not None:
+        summary["updates"] = len(callback.history)
         # Per update: step, R_s, sparsity, and per layer the active count,
         # R_s, moves and survival of grown connections.
-        summary["update_history"] = updater.history
-    if isinstance(callback, keras_dst.GMP):
-        summary["updates"] = len(callback.history)
+        summary["update_history"] = callback.history
     if isinstance(callback, keras_dst.SupTickets):
         summary["tickets"] = callback.tickets
         summary["superposed"] = callback.superposed

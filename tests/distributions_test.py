@@ -240,15 +240,18 @@ class InitializeMasksTest(TestCase):
         applied = keras_dst.initialize_masks(model, 0.8, "erk", seed=0)
         layers = keras_dst.sparse_layers(model)
         shapes = {
-            layer.path: tuple(layer.kernel_variable.shape) for layer in layers
+            keras_dst.layer_path(layer): tuple(layer.kernel_variable.shape)
+            for layer in layers
         }
         self.assertEqual(applied, allocate(shapes, 0.8, "erk"))
         for layer in layers:
             size = int(np.prod(layer.kernel_variable.shape))
             self.assertExactSparsity(
-                layer, active_count(size, applied[layer.path])
+                layer, active_count(size, applied[keras_dst.layer_path(layer)])
             )
-            self.assertEqual(layer.sparsity, applied[layer.path])
+            self.assertEqual(
+                layer.sparsity, applied[keras_dst.layer_path(layer)]
+            )
         total = sum(int(layer.get_mask().sum()) for layer in layers)
         self.assertLessEqual(abs(total - 0.2 * 992), 1.5)
 
@@ -281,8 +284,8 @@ class InitializeMasksTest(TestCase):
             seed=2,
         )
         layers = keras_dst.sparse_layers(model)
-        self.assertEqual(applied[layers[2].path], 0.0)
-        self.assertEqual(applied[layers[0].path], 0.25)
+        self.assertEqual(applied[keras_dst.layer_path(layers[2])], 0.0)
+        self.assertEqual(applied[keras_dst.layer_path(layers[0])], 0.25)
         self.assertExactSparsity(layers[0], 96)  # 0.75 * 128
         self.assertExactSparsity(layers[2], 96)
         # Overrides are outside the budget: 0.4 * (768 + 96) = 345.6, of
@@ -292,7 +295,11 @@ class InitializeMasksTest(TestCase):
     def test_custom_map_by_name(self):
         model = self.model()
         layers = keras_dst.sparse_layers(model)
-        custom = {layers[0].name: 0.5, layers[1].name: 0.9, layers[2].path: 0}
+        custom = {
+            layers[0].name: 0.5,
+            layers[1].name: 0.9,
+            keras_dst.layer_path(layers[2]): 0,
+        }
         keras_dst.initialize_masks(model, distribution=custom, seed=0)
         self.assertEqual(
             [int(layer.get_mask().sum()) for layer in layers], [64, 77, 96]

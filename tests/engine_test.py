@@ -8,7 +8,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_dst
-from keras_dst.optimizers.slots import slot_variables
+from keras_dst.optimizers import slot_variables
 from tests.selection_test import reference_select
 from tests.selection_test import reference_uniform
 from tests.test_case import TestCase
@@ -253,21 +253,30 @@ class EngineTest(TestCase):
         )
         model, _ = self.fit(callback, epochs=1)
         layers = keras_dst.sparse_layers(model)
-        shapes = {x.path: tuple(x.kernel_variable.shape) for x in layers}
+        shapes = {
+            keras_dst.layer_path(x): tuple(x.kernel_variable.shape)
+            for x in layers
+        }
         expected = keras_dst.masks.allocate(
-            shapes, 0.5, "erk", power_scale=0.5, keep_dense=[layers[0].path]
+            shapes,
+            0.5,
+            "erk",
+            power_scale=0.5,
+            keep_dense=[keras_dst.layer_path(layers[0])],
         )
-        self.assertEqual(expected[layers[0].path], 0.0)
+        self.assertEqual(expected[keras_dst.layer_path(layers[0])], 0.0)
         self.assertTrue(np.all(layers[0].get_mask() == 1))
         for layer in layers:
-            size = int(np.prod(shapes[layer.path]))
+            size = int(np.prod(shapes[keras_dst.layer_path(layer)]))
             self.assertEqual(
                 int(layer.get_mask().sum()),
-                keras_dst.masks.active_count(size, expected[layer.path]),
+                keras_dst.masks.active_count(
+                    size, expected[keras_dst.layer_path(layer)]
+                ),
             )
         # power_scale=0.5 is not the default allocation.
         default = keras_dst.masks.allocate(
-            shapes, 0.5, "erk", keep_dense=[layers[0].path]
+            shapes, 0.5, "erk", keep_dense=[keras_dst.layer_path(layers[0])]
         )
         self.assertNotEqual(expected, default)
 
@@ -286,7 +295,9 @@ class EngineTest(TestCase):
         self.assertAlmostEqual(callback.itop_rate, total, places=12)
         for layer, u in zip(layers, union):
             self.assertAlmostEqual(
-                callback.itop_rate_per_layer[layer.path], u.mean(), places=12
+                callback.itop_rate_per_layer[keras_dst.layer_path(layer)],
+                u.mean(),
+                places=12,
             )
         self.assertGreater(total, 1 - callback.sparsity + 0.05)
         self.assertAlmostEqual(history.history["itop_rate"][-1], total)

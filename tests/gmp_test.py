@@ -83,7 +83,8 @@ class GMPTest(TestCase):
         self.assertEqual([h["step"] for h in gmp.history], steps)
         layers = keras_dst.sparse_layers(model)
         shapes = {
-            layer.path: tuple(layer.kernel_variable.shape) for layer in layers
+            keras_dst.layer_path(layer): tuple(layer.kernel_variable.shape)
+            for layer in layers
         }
         final = allocate(shapes, 0.8, distribution)
         for step, seen in enumerate(counts):
@@ -116,7 +117,7 @@ class GMPTest(TestCase):
         gmp.set_model(model)
         gmp.layers = keras_dst.sparse_layers(model)
         before = [self.to_numpy(layer.kernel_variable) for layer in gmp.layers]
-        gmp.prune_to({layer.path: 0.5 for layer in gmp.layers})
+        gmp.prune_to({keras_dst.layer_path(layer): 0.5 for layer in gmp.layers})
         for layer, w in zip(gmp.layers, before):
             mask = layer.get_mask().astype(bool)
             self.assertEqual(int(mask.sum()), active_count(w.size, 0.5))

@@ -6,7 +6,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import keras_dst
-from keras_dst.optimizers.slots import slot_variables
+from keras_dst.optimizers import slot_variables
 from tests.engine_test import StepChecker
 from tests.engine_test import dense_gradient
 from tests.test_case import TestCase
@@ -17,7 +17,9 @@ POLICIES = ("mixed_float16", "mixed_bfloat16")
 def erk_counts(model, callback):
     """Active count per layer path of the callback's ERK allocation."""
     layers = keras_dst.sparse_layers(model)
-    shapes = {x.path: tuple(x.kernel_variable.shape) for x in layers}
+    shapes = {
+        keras_dst.layer_path(x): tuple(x.kernel_variable.shape) for x in layers
+    }
     sparsities = keras_dst.masks.allocate(
         shapes, callback.sparsity_target, "erk"
     )

@@ -211,7 +211,7 @@ class RegistryTest(TestCase):
         for i, layer in enumerate(layers):
             mask = before_mask[i].reshape(-1).astype(bool)
             kernel = before_kernel[i].reshape(-1)
-            k = history[0]["k"][layer.path]
+            k = history[0]["k"][keras_dst.layer_path(layer)]
             self.assertEqual(k, int(mask.sum()) // 2)
             pruned = reference_select(-np.abs(kernel), mask, k, largest=False)
             survive = mask & ~pruned

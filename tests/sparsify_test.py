@@ -193,13 +193,18 @@ class SparsifyTest(TestCase):
         sparse = keras_dst.sparsify(model, 0.8, "erk", seed=3)
         layers = keras_dst.sparse_layers(sparse)
         expected = allocate(
-            {layer.path: shapes[layer.name] for layer in layers}, 0.8, "erk"
+            {
+                keras_dst.layer_path(layer): shapes[layer.name]
+                for layer in layers
+            },
+            0.8,
+            "erk",
         )
         total = sum(int(np.prod(s)) for s in shapes.values())
         active = 0
         for layer in layers:
             size = int(np.prod(shapes[layer.name]))
-            count = active_count(size, expected[layer.path])
+            count = active_count(size, expected[keras_dst.layer_path(layer)])
             self.assertExactSparsity(layer, count)
             active += count
         self.assertLessEqual(abs(active - 0.2 * total), len(layers))
@@ -218,18 +223,54 @@ class SparsifyTest(TestCase):
         for row, layer in zip(report["layers"], layers):
             nonzero = np.count_nonzero(self.to_numpy(layer.kernel_variable))
             self.assertEqual(row["name"], layer.name)
-            self.assertEqual(row["path"], layer.path)
+            self.assertEqual(row["path"], keras_dst.layer_path(layer))
             self.assertEqual(row["class"], type(layer).__name__)
             self.assertEqual(row["shape"], shapes[layer.name])
             self.assertEqual(row["size"], int(np.prod(shapes[layer.name])))
             self.assertEqual(row["active"], nonzero)
             self.assertAlmostEqual(row["density"], nonzero / row["size"])
             self.assertIn(f"{row['active']}/{row['size']}", text)
-            self.assertIn(layer.path[:40], text)
-        last = text.splitlines()[-1].split()
+            self.assertIn(keras_dst.layer_path(layer)[:40], text)
+        last = text.splitlines()[-2].split()
         self.assertEqual(last[0], "total")
         self.assertEqual(int(last[1]), active)
         self.assertAlmostEqual(float(last[2]), 1 - active / total, places=4)
+        # The real parameter count: the plain model's weights, minus the
+        # inactive entries; count_params() adds the sparse state.
+        weights = model.count_params()
+        params = report["params"]
+        self.assertEqual(params["weights"], weights)
+        self.assertEqual(params["active"], weights - (total - active))
+        self.assertEqual(
+            sparse.count_params(), weights + params["sparse_state"]
+        )
+        self.assertGreater(params["sparse_state"], total)  # masks + unions
+        self.assertIn(f"params: {params['active']:,} active", text)
+
+    def test_layer_paths_survive_save_and_load(self):
+        inner = keras.Sequential(
+            [keras.Input((6,)), keras_dst.layers.SparseDense(5, name="d")],
+            name="encoder",
+        )
+        model = keras.Sequential(
+            [keras.Input((6,)), inner, keras_dst.layers.SparseDense(3)]
+        )
+        keras_dst.initialize_masks(model, 0.5, seed=0)
+        expected = ["encoder/d", model.layers[-1].name]
+        paths = [
+            keras_dst.layer_path(x) for x in keras_dst.sparse_layers(model)
+        ]
+        self.assertEqual(paths, expected)
+        # Keras's own path depends on where the layer was built.
+        self.assertNotEqual(model.layers[-1].path, expected[1])
+        path = os.path.join(self.temp_dir(), "m.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        updater = keras_dst.SparseUpdater(seed=0)
+        updater.prepare(loaded)
+        self.assertEqual(sorted(updater.itop_rate_per_layer), sorted(expected))
+        rows = keras_dst.sparsity_report(loaded)["layers"]
+        self.assertEqual([r["path"] for r in rows], expected)
 
     @parameterized.named_parameters(MODEL_NAMES)
     def test_strip_gives_plain_layers_and_same_predictions(self, name):

@@ -87,17 +87,23 @@ class EngineMetricsTest(TestCase):
             after = recorder.masks[record["step"]]
             union = [u | (m == 1) for u, m in zip(union, after)]
             for layer, mask, u in zip(layers, after, union):
-                metrics = record["layers"][layer.path]
+                metrics = record["layers"][keras_dst.layer_path(layer)]
                 self.assertEqual(metrics["active"], int(mask.sum()))
                 self.assertEqual(
                     metrics["sparsity"], 1 - mask.sum() / mask.size
                 )
                 self.assertEqual(metrics["itop_rate"], u.sum() / u.size)
-                self.assertEqual(metrics["pruned"], record["k"][layer.path])
-                self.assertEqual(metrics["grown"], record["k"][layer.path])
+                self.assertEqual(
+                    metrics["pruned"], record["k"][keras_dst.layer_path(layer)]
+                )
+                self.assertEqual(
+                    metrics["grown"], record["k"][keras_dst.layer_path(layer)]
+                )
             total = sum(u.sum() for u in union) / sum(u.size for u in union)
             self.assertAlmostEqual(record["itop_rate"], total, places=12)
-        self.assertIsNone(history[0]["layers"][layers[0].path]["survival"])
+        self.assertIsNone(
+            history[0]["layers"][keras_dst.layer_path(layers[0])]["survival"]
+        )
 
     def test_survival_matches_numpy(self):
         # A custom loop with random growth: every update's grown set and
@@ -125,7 +131,7 @@ class EngineMetricsTest(TestCase):
                 survive = mask & ~pruned
                 score = reference_uniform(updater.seed, step, i, mask.size)
                 grown = reference_select(score, ~survive, k)
-                metrics = record["layers"][layer.path]
+                metrics = record["layers"][keras_dst.layer_path(layer)]
                 previous = int(grown_before[i].sum())
                 survived = int((grown_before[i] & survive).sum())
                 self.assertEqual(metrics["previous_grown"], previous)
@@ -157,7 +163,12 @@ class EngineMetricsTest(TestCase):
         updater = keras_dst.SparseUpdater(growth="random", seed=0)
         updater.prepare(model)
         self.assertTrue(updater.update(model, 1, 0.5))
-        grown = {x.path: updater.history[-1]["k"][x.path] for x in layers}
+        grown = {
+            keras_dst.layer_path(x): updater.history[-1]["k"][
+                keras_dst.layer_path(x)
+            ]
+            for x in layers
+        }
         # A fraction too small to move anything: every grown entry
         # survives, and the next update has nothing to judge.
         self.assertTrue(updater.update(model, 2, 1e-6))
@@ -200,7 +211,7 @@ class EngineMetricsTest(TestCase):
             mine = [r for r in records if r["step"] // steps == epoch]
             self.assertNotEmpty(mine)
             for layer, name in zip(layers, names):
-                moves = [r["layers"][layer.path] for r in mine]
+                moves = [r["layers"][keras_dst.layer_path(layer)] for r in mine]
                 self.assertEqual(
                     logs[f"pruned/{name}"][epoch],
                     sum(m["pruned"] for m in moves),
@@ -219,7 +230,7 @@ class EngineMetricsTest(TestCase):
         for layer, name in zip(layers, names):
             self.assertAlmostEqual(
                 logs[f"itop_rate/{name}"][-1],
-                callback.itop_rate_per_layer[layer.path],
+                callback.itop_rate_per_layer[keras_dst.layer_path(layer)],
                 places=12,
             )
             mask = layer.get_mask()
@@ -250,7 +261,7 @@ class EngineMetricsTest(TestCase):
         logs = history.history
         self.assertEqual(logs[f"grown/{name}"], [0.0, 0.0])
         self.assertTrue(np.isnan(logs[f"survival/{name}"]).all())
-        path = keras_dst.sparse_layers(model)[0].path
+        path = keras_dst.layer_path(keras_dst.sparse_layers(model)[0])
         pruned = sum(
             r["layers"][path]["pruned"] for r in callback.updater.history
         )
@@ -294,7 +305,13 @@ class SparsitySummariesTest(TestCase):
                     [  # TensorBoard stores scalars as float32
                         (
                             r["step"],
-                            float(np.float32(r["layers"][layer.path][metric])),
+                            float(
+                                np.float32(
+                                    r["layers"][keras_dst.layer_path(layer)][
+                                        metric
+                                    ]
+                                )
+                            ),
                         )
                         for r in records
                     ],
@@ -373,13 +390,19 @@ class PlotHistoryTest(TestCase):
         self.assertLen(visible, 6)
         titles = [ax.get_title() for ax in visible]
         for layer in keras_dst.sparse_layers(model):
-            self.assertIn(layer.path, titles)
-        panel = visible[titles.index(keras_dst.sparse_layers(model)[0].path)]
+            self.assertIn(keras_dst.layer_path(layer), titles)
+        panel = visible[
+            titles.index(
+                keras_dst.layer_path(keras_dst.sparse_layers(model)[0])
+            )
+        ]
         r_s = panel.get_lines()[0].get_ydata()
         self.assertEqual(
             list(r_s),
             [
-                r["layers"][keras_dst.sparse_layers(model)[0].path]["itop_rate"]
+                r["layers"][
+                    keras_dst.layer_path(keras_dst.sparse_layers(model)[0])
+                ]["itop_rate"]
                 for r in itop.updater.history
             ],
         )

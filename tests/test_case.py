@@ -56,12 +56,16 @@ class TestCase(parameterized.TestCase):
     def assertModelExactSparsity(self, model, expected=None):
         """`expected`: optional {layer path: active count}."""
         for layer in keras_dst.sparse_layers(model):
-            want = None if expected is None else expected[layer.path]
+            want = (
+                None
+                if expected is None
+                else expected[keras_dst.layer_path(layer)]
+            )
             self.assertExactSparsity(layer, want)
 
     def active_counts(self, model):
         return {
-            layer.path: int(layer.get_mask().sum())
+            keras_dst.layer_path(layer): int(layer.get_mask().sum())
             for layer in keras_dst.sparse_layers(model)
         }
 

@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.step_schedule import StepScheduledCallback
+from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import DISTRIBUTIONS
@@ -122,7 +123,7 @@ class GMP(StepScheduledCallback):
             )
         self.targets = allocate(
             {
-                layer.path: tuple(layer.kernel_variable.shape)
+                layer_path(layer): tuple(layer.kernel_variable.shape)
                 for layer in self.layers
             },
             self.sparsity_target,
@@ -145,9 +146,9 @@ class GMP(StepScheduledCallback):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
         updater = self._ready()
         targets = {
-            layer.path: active_count(
+            layer_path(layer): active_count(
                 int(np.prod(layer.kernel_variable.shape)),
-                sparsities[layer.path],
+                sparsities[layer_path(layer)],
             )
             for layer in self.layers
         }
@@ -159,4 +160,4 @@ class GMP(StepScheduledCallback):
             wait=False,
         )
         for layer in self.layers:
-            layer.sparsity = sparsities[layer.path]
+            layer.sparsity = sparsities[layer_path(layer)]

@@ -2,6 +2,8 @@
 
 import math
 
+from keras_dst.layers.model_walk import layer_path
+
 
 def layer_keys(layers):
     """A short, unique key per sparse layer: its name, or its path where
@@ -9,7 +11,7 @@ def layer_keys(layers):
     names = [layer.name for layer in layers]
     if len(set(names)) == len(names):
         return names
-    return [layer.path for layer in layers]
+    return [layer_path(layer) for layer in layers]
 
 
 def epoch_layer_logs(layers, counts, records):
@@ -31,7 +33,7 @@ def epoch_layer_logs(layers, counts, records):
     """
     logs = {}
     for layer, key, a, e, n in zip(layers, layer_keys(layers), *counts):
-        moves = [r["layers"][layer.path] for r in records]
+        moves = [r["layers"][layer_path(layer)] for r in records]
         before = sum(m["previous_grown"] for m in moves)
         survived = sum(m["survived"] for m in moves)
         logs[f"itop_rate/{key}"] = e / n

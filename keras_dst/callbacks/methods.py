@@ -34,6 +34,9 @@ class Method:
         citation: the paper, as `Author et al., year (url)`.
         description: one line.
         parameters: the keyword arguments `build` accepts.
+        needs_gradient: whether, with its defaults, it reads the layers'
+            dense-gradient probe (build sparse layers with
+            `dense_gradient=True`; the others can save that variable).
     """
 
     name: str
@@ -41,6 +44,7 @@ class Method:
     citation: str
     description: str
     parameters: tuple
+    needs_gradient: bool = False
 
     def __call__(self, sparsity, **kwargs):
         unknown = sorted(set(kwargs) - set(self.parameters))
@@ -70,16 +74,25 @@ def _keywords(*functions):
     return tuple(names)
 
 
-def register_method(name, build, citation, description, parameters=None):
+def register_method(
+    name,
+    build,
+    parameters=None,
+    *,
+    citation,
+    description,
+    needs_gradient=False,
+):
     """Adds a method to the registry (a new name only).
 
     Args:
         name: the registry name.
         build: `(sparsity, **kwargs) -> callback`.
-        citation: the paper.
-        description: one line.
         parameters: the keywords `build` accepts (default: read from its
             signature).
+        citation: the paper.
+        description: one line.
+        needs_gradient: whether it reads the dense-gradient probe.
 
     Returns:
         The `Method`.
@@ -92,7 +105,14 @@ def register_method(name, build, citation, description, parameters=None):
         raise TypeError(f"`build` must be callable. Received: {build!r}.")
     if parameters is None:
         parameters = _keywords(build)
-    method = Method(name, build, citation, description, tuple(parameters))
+    method = Method(
+        name,
+        build,
+        citation,
+        description,
+        tuple(dict.fromkeys(parameters)),
+        bool(needs_gradient),
+    )
     _METHODS[name] = method
     return method
 
@@ -133,47 +153,59 @@ def _sup_tickets(sparsity, growth="random", **kwargs):
 
 _EVCI = "Evci et al., 2020 (https://arxiv.org/abs/1911.11134)"
 _LIU = "Liu et al., 2021 (https://arxiv.org/abs/2102.02887)"
-for _name, (_build, _keys), _cite, _text in (
-    ("static", _preset(Static), _EVCI, "Static sparse masks (baseline)."),
-    (
-        "set",
-        _preset(SET),
-        "Mocanu et al., 2018 (https://arxiv.org/abs/1707.04780)",
-        "Magnitude prune, random regrowth.",
-    ),
-    ("rigl", _preset(RigL), _EVCI, "Magnitude prune, gradient regrowth."),
-    (
-        "snfs",
-        _preset(SNFS),
-        "Dettmers & Zettlemoyer, 2019 (https://arxiv.org/abs/1907.04840)",
-        "Magnitude prune, gradient-momentum regrowth.",
-    ),
-    (
-        "itop_set",
-        _preset(ITOP, growth="random"),
-        _LIU,
-        "SET-ITOP: in-time over-parameterization, random regrowth.",
-    ),
-    (
-        "itop_rigl",
-        _preset(ITOP, growth="gradient"),
-        _LIU,
-        "RigL-ITOP: in-time over-parameterization, gradient regrowth.",
-    ),
-    (
-        "sup_tickets",
-        (
-            _sup_tickets,
-            _keywords(DynamicSparsityCallback.__init__, SupTickets.__init__),
-        ),
-        "Yin et al., 2022 (https://arxiv.org/abs/2205.15322)",
-        "Sup-tickets over an ITOP base: tickets of a cyclic phase superposed.",
-    ),
-    (
-        "gmp",
-        (GMP, _keywords(GMP.__init__)),
-        "Zhu & Gupta, 2017 (https://arxiv.org/abs/1710.01878)",
-        "Dense-to-sparse gradual magnitude pruning (baseline).",
-    ),
-):
-    register_method(_name, _build, _cite, _text, _keys)
+register_method(
+    "static",
+    *_preset(Static),
+    citation=_EVCI,
+    description="Static sparse masks (the baseline).",
+)
+register_method(
+    "set",
+    *_preset(SET),
+    citation="Mocanu et al., 2018 (https://arxiv.org/abs/1707.04780)",
+    description="Magnitude prune, random regrowth.",
+)
+register_method(
+    "rigl",
+    *_preset(RigL),
+    citation=_EVCI,
+    description="Magnitude prune, gradient regrowth.",
+    needs_gradient=True,
+)
+register_method(
+    "snfs",
+    *_preset(SNFS),
+    citation="Dettmers & Zettlemoyer, 2019 (https://arxiv.org/abs/1907.04840)",
+    description="Magnitude prune, gradient-momentum regrowth.",
+    needs_gradient=True,
+)
+register_method(
+    "itop_set",
+    *_preset(ITOP, growth="random"),
+    citation=_LIU,
+    description="SET-ITOP: in-time over-parameterization, random regrowth.",
+)
+register_method(
+    "itop_rigl",
+    *_preset(ITOP, growth="gradient"),
+    citation=_LIU,
+    description="RigL-ITOP: in-time over-parameterization, gradient regrowth.",
+    needs_gradient=True,
+)
+register_method(
+    "sup_tickets",
+    _sup_tickets,
+    _keywords(_sup_tickets, DynamicSparsityCallback.__init__)
+    + _keywords(SupTickets.__init__),
+    citation="Yin et al., 2022 (https://arxiv.org/abs/2205.15322)",
+    description="Sup-tickets over an ITOP base (SET-ITOP by default): the "
+    "tickets of a cyclic phase superposed; gradient re-exploration.",
+    needs_gradient=True,
+)
+register_method(
+    "gmp",
+    GMP,
+    _keywords(GMP.__init__),
+    citation="Zhu & Gupta, 2017 (https://arxiv.org/abs/1710.01878)",
+    description="Dense-to-sparse gradual magnitude pruning (the baseline).",
+)

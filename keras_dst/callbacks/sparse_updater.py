@@ -47,6 +47,7 @@ from keras_dst.callbacks.compiled_update import CompiledStats
 from keras_dst.callbacks.compiled_update import CompiledUpdate
 from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
+from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.optimizers.slots import base_optimizer
@@ -328,7 +329,9 @@ class SparseUpdater:
             "step": int(step),
             "drop_fraction": float(drop_fraction),
             "growth": criterion.name,
-            "k": {layer.path: k for layer, k in zip(self.layers, counts)},
+            "k": {
+                layer_path(layer): k for layer, k in zip(self.layers, counts)
+            },
         }
         return self._run(
             model, step, counts, counts, optimizer, record, wait, criterion
@@ -351,7 +354,7 @@ class SparseUpdater:
             See `update`.
         """
         self._check_prepared()
-        paths = {layer.path for layer in self.layers}
+        paths = {layer_path(layer) for layer in self.layers}
         unknown = sorted(set(targets) - paths)
         if unknown:
             raise ValueError(
@@ -359,13 +362,15 @@ class SparseUpdater:
                 f"the model. Sparse layers: {sorted(paths)}."
             )
         counts = [
-            max(0, n - int(targets.get(layer.path, n)))
+            max(0, n - int(targets.get(layer_path(layer), n)))
             for layer, n in zip(self.layers, self._counts)
         ]
         record = {
             "step": int(step),
             "drop_fraction": None,
-            "k": {layer.path: k for layer, k in zip(self.layers, counts)},
+            "k": {
+                layer_path(layer): k for layer, k in zip(self.layers, counts)
+            },
         }
         zeros = [0] * len(counts)
         return self._run(
@@ -381,7 +386,7 @@ class SparseUpdater:
         if optimizer is None:
             optimizer = getattr(model, "optimizer", None)
         record["layers"] = {
-            layer.path: {"pruned": p, "grown": g}
+            layer_path(layer): {"pruned": p, "grown": g}
             for layer, p, g in zip(self.layers, prune, grow)
         }
         new_counts = [n - p + g for n, p, g in zip(self._counts, prune, grow)]
@@ -445,7 +450,9 @@ class SparseUpdater:
         pending, self._pending = self._pending, []
         stats = None
         for record, outcome in pending:
-            grown = [record["layers"][x.path]["grown"] for x in self.layers]
+            grown = [
+                record["layers"][layer_path(x)]["grown"] for x in self.layers
+            ]
             previous = self._last_grown or [0] * len(grown)
             if outcome is None:  # nothing moved: the state is as it was
                 if stats is None:
@@ -482,7 +489,7 @@ class SparseUpdater:
         for layer, size, (active, explored, before, survived) in zip(
             self.layers, sizes, counts
         ):
-            metrics = record["layers"][layer.path]
+            metrics = record["layers"][layer_path(layer)]
             metrics.update(
                 active=int(active),
                 sparsity=1.0 - active / size,
@@ -554,7 +561,7 @@ class SparseUpdater:
     def itop_rate_per_layer(self):
         _, explored, sizes = self.layer_counts()
         return {
-            layer.path: e / n
+            layer_path(layer): e / n
             for layer, e, n in zip(self.layers, explored, sizes)
         }
 

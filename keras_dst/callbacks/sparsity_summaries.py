@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from keras_dst.callbacks.layer_logs import layer_keys
+from keras_dst.layers.model_walk import layer_path
 from keras_dst.report.sources import updater_of
 
 # Scalars written per sparse layer at every update, as `<metric>/<layer>`.
@@ -93,7 +94,7 @@ class SparsitySummaries(keras.callbacks.Callback):
     itop = keras_dst.ITOP(0.9)
     model.fit(x, y, epochs=20, callbacks=[
         itop,
-        keras_dst.callbacks.SparsitySummaries(itop, "logs"),
+        keras_dst.SparsitySummaries(itop, "logs"),
         keras.callbacks.TensorBoard("logs"),
     ])
     # tensorboard --logdir logs
@@ -133,7 +134,7 @@ class SparsitySummaries(keras.callbacks.Callback):
                 summary.scalar("itop_rate", record["itop_rate"], step=step)
                 summary.scalar("sparsity", record["sparsity"], step=step)
                 for layer, key in zip(layers, keys):
-                    metrics = record["layers"].get(layer.path)
+                    metrics = record["layers"].get(layer_path(layer))
                     if metrics is None:
                         continue
                     for name in SCALARS:

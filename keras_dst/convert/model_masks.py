@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import allocate
@@ -59,13 +60,16 @@ def initialize_masks(
         resolve_layer_map(layers, {k: 0 for k in keep_dense}, "keep_dense")
     )
     if keep_first_dense:
-        keep.append(layers[0].path)
+        keep.append(layer_path(layers[0]))
     if keep_last_dense:
-        keep.append(layers[-1].path)
+        keep.append(layer_path(layers[-1]))
     if isinstance(distribution, dict):
         distribution = resolve_layer_map(layers, distribution, "distribution")
     sparsities = allocate(
-        {layer.path: tuple(layer.kernel_variable.shape) for layer in layers},
+        {
+            layer_path(layer): tuple(layer.kernel_variable.shape)
+            for layer in layers
+        },
         sparsity,
         distribution,
         power_scale=power_scale,
@@ -77,14 +81,14 @@ def initialize_masks(
     masks = {}
     for index, layer in enumerate(layers):
         shape = tuple(layer.kernel_variable.shape)
-        s = sparsities[layer.path]
+        s = sparsities[layer_path(layer)]
         if mask_init == "random":
-            masks[layer.path] = random_mask(shape, s, seed + index)
+            masks[layer_path(layer)] = random_mask(shape, s, seed + index)
         else:
             weights = keras.ops.convert_to_numpy(layer.kernel_variable.value)
-            masks[layer.path] = magnitude_mask(weights, s)
+            masks[layer_path(layer)] = magnitude_mask(weights, s)
     # Set all masks only once every one was drawn: nothing half-applied.
     for layer in layers:
-        layer.set_mask(masks[layer.path], reset_explored=True)
-        layer.sparsity = sparsities[layer.path]
+        layer.set_mask(masks[layer_path(layer)], reset_explored=True)
+        layer.sparsity = sparsities[layer_path(layer)]
     return sparsities

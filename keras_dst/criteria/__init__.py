@@ -14,3 +14,18 @@ from keras_dst.criteria.registry import register_growth
 from keras_dst.criteria.registry import register_prune
 from keras_dst.criteria.selection import select_largest
 from keras_dst.criteria.selection import select_smallest
+
+__all__ = [
+    "Criterion",
+    "ScoreInputs",
+    "get_growth",
+    "get_prune",
+    "growth_criteria",
+    "layer_key",
+    "prune_criteria",
+    "register_growth",
+    "register_prune",
+    "select_largest",
+    "select_smallest",
+    "uniform_scores",
+]

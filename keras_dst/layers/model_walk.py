@@ -1,19 +1,28 @@
-"""Finding the sparse layers of a model, nested models included."""
+"""Finding the sparse layers of a model, nested models included, and
+their stable paths."""
+
+import weakref
 
 from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.sparse_layer import SparseLayer
+
+# The stable path of each sparse layer, from the last walk that found it.
+_PATHS = weakref.WeakKeyDictionary()
 
 
 def sparse_layers(model):
     """All sparse layers of `model` in a fixed depth-first order.
 
     `model` may be a model, a layer or a list of layers. Shared layers are
-    listed once.
+    listed once. The walk also records each layer's path in `model` (see
+    `layer_path`).
     """
     if isinstance(model, (list, tuple)):
-        roots = list(model)
-    else:
-        roots = [model]
+        roots = [(layer, layer.name) for layer in model]
+    elif isinstance(model, SparseLayer) or not sublayers(model):
+        roots = [(model, model.name)]
+    else:  # a model or a container: paths start below it
+        roots = [(model, "")]
     found, seen = [], set()
     # Pre-order, each layer's sub-layers in their own order (the order data
     # flows through a Sequential/Functional model). Keras's
@@ -21,14 +30,34 @@ def sparse_layers(model):
     # of a nested model come first.
     stack = list(reversed(roots))
     while stack:
-        layer = stack.pop()
+        layer, path = stack.pop()
         if id(layer) in seen:
             continue
         seen.add(id(layer))
         if isinstance(layer, SparseLayer):
             found.append(layer)
-        stack.extend(reversed(sublayers(layer)))
+            _PATHS[layer] = path
+        prefix = f"{path}/" if path else ""
+        stack.extend(
+            (child, prefix + child.name) for child in reversed(sublayers(layer))
+        )
     return found
+
+
+def layer_path(layer):
+    """The key of a sparse layer in every per-layer dict of keras_dst
+    (allocations, `itop_rate_per_layer`, history, logs).
+
+    The names of its enclosing layers below the model and its own name,
+    joined by "/": `"sparse_dense"`, or `"encoder/sparse_dense"` inside a
+    nested model `encoder`. Unlike Keras's `layer.path`, which depends on
+    where the layer was built (`"sequential/sparse_dense"` in the model
+    that built it, `"sparse_dense"` once the model is reloaded), it is the
+    same for a saved and reloaded model. A layer shared by two models
+    keeps the path of the last model walked; a layer never walked, its
+    name.
+    """
+    return _PATHS.get(layer, layer.name)
 
 
 def resolve_layer_map(layers, mapping, arg):
@@ -38,7 +67,7 @@ def resolve_layer_map(layers, mapping, arg):
     """
     if mapping is None:
         return None
-    by_path = {layer.path: layer for layer in layers}
+    by_path = {layer_path(layer): layer for layer in layers}
     by_name = {}
     for layer in layers:
         by_name.setdefault(layer.name, []).append(layer)
@@ -47,9 +76,9 @@ def resolve_layer_map(layers, mapping, arg):
         if key in by_path:
             out[key] = value
         elif len(by_name.get(key, [])) == 1:
-            out[by_name[key][0].path] = value
+            out[layer_path(by_name[key][0])] = value
         elif key in by_name:
-            paths = [layer.path for layer in by_name[key]]
+            paths = [layer_path(layer) for layer in by_name[key]]
             raise ValueError(
                 f"`{arg}` key {key!r} names several sparse layers: {paths}. "
                 "Use a layer path instead."

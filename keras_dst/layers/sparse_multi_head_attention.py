@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_dst.backend.keras_internals import forget_sublayer
 from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
 from keras_dst.layers.sparse_layer import SparseOptions
 
@@ -51,6 +52,6 @@ class SparseMultiHeadAttention(SparseOptions, keras.layers.MultiHeadAttention):
                 dense_gradient=self.dense_gradient,
             )
             twin.build_from_config(sub.get_build_config())
-            self._layers.remove(sub)
+            forget_sublayer(self, sub)
             setattr(self, attr, twin)
             index += 1

@@ -6,3 +6,12 @@ from keras_dst.masks.distributions import erk_densities
 from keras_dst.masks.initial_masks import active_count
 from keras_dst.masks.initial_masks import magnitude_mask
 from keras_dst.masks.initial_masks import random_mask
+
+__all__ = [
+    "active_count",
+    "allocate",
+    "er_densities",
+    "erk_densities",
+    "magnitude_mask",
+    "random_mask",
+]

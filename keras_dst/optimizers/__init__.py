@@ -5,5 +5,6 @@ optimizer keras_dst does not know, and `register_zero_preserving` to
 declare one)."""
 
 from keras_dst.optimizers.slots import register_zero_preserving
+from keras_dst.optimizers.slots import slot_variables
 
-__all__ = ["register_zero_preserving"]
+__all__ = ["register_zero_preserving", "slot_variables"]

@@ -5,3 +5,11 @@ from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
 from keras_dst.schedules.drop_fraction import constant_drop_fraction
 from keras_dst.schedules.drop_fraction import cosine_drop_fraction
 from keras_dst.schedules.gradual_sparsity import cubic_sparsity
+
+__all__ = [
+    "CyclicLearningRate",
+    "DROP_SCHEDULES",
+    "constant_drop_fraction",
+    "cosine_drop_fraction",
+    "cubic_sparsity",
+]
