@@ -87,8 +87,10 @@ PUBLIC_API = {
         "allocate",
         "er_densities",
         "erk_densities",
+        "is_block_mask",
         "magnitude_mask",
         "random_mask",
+        "target_count",
     ],
     "keras_dst.optimizers": [
         "register_zero_preserving",

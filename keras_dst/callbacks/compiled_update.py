@@ -21,6 +21,10 @@ explored entries, and how many of the previous update's grown
 entries survived this prune (the survival of grown connections, ITOP's
 "reliable exploration").
 
+A layer with a `block_shape` is ranked and selected on its grid of
+blocks: a block's score is the sum of its entries' scores, its counts are
+in blocks, and each selected block is expanded back to its entries.
+
 Selections are exact, ties to the lowest flat index
 (`keras_dst.criteria.selection`). If a prune score of an active entry or
 any growth score is not finite (NaN/inf weights or gradients), nothing is
@@ -40,6 +44,26 @@ from keras_dst.criteria.selection import select_smallest
 from keras_dst.layers.sparse_state import masked_values
 
 _PRUNE_SALT = 0x5BD1E995
+
+
+def _to_blocks(x, block):
+    """Sums `x` over each block of `block` (None: `x` itself)."""
+    if block is None:
+        return x
+    split = []
+    for d, b in zip(x.shape, block):
+        split += [d // b, b]
+    axes = tuple(range(1, 2 * len(block), 2))
+    return ops.sum(ops.reshape(x, split), axis=axes)
+
+
+def _expand(x, block):
+    """Each entry of a block grid repeated over its block."""
+    if block is None:
+        return x
+    for axis, b in enumerate(block):
+        x = ops.repeat(x, b, axis=axis)
+    return x
 
 
 def _all_finite(values, where):
@@ -64,7 +88,8 @@ class CompiledUpdate:
             gradient, slots, grown)`; `gradient` is None unless a criterion
             needs it; `slots` a tuple of the kernel's optimizer slots;
             `grown` the bool entries the previous update grew.
-        prune_counts, grow_counts: int32 tensors of shape (layers,).
+        prune_counts, grow_counts: int32 tensors of shape (layers,), in
+            blocks for layers with a block shape.
         step: int32 scalar; seed: uint32 scalar; scale: float32 scalar
             (the loss scale the gradients are divided by) or None.
 
@@ -77,13 +102,16 @@ class CompiledUpdate:
         input and nothing is grown.
     """
 
-    def __init__(self, prune, growth):
+    def __init__(self, prune, growth, blocks=None):
         self.prune = prune
         self.growth = growth
         self.traces = 0
-        key = (prune, growth)
+        blocks = None if blocks is None else tuple(blocks)
+        if blocks is not None and all(b is None for b in blocks):
+            blocks = None
+        key = (prune, growth, blocks)
         if key not in _SHARED:
-            _SHARED[key] = _SharedUpdate(prune, growth)
+            _SHARED[key] = _SharedUpdate(prune, growth, blocks)
         self._shared = _SHARED[key]
 
     def __call__(self, *args):
@@ -93,9 +121,10 @@ class CompiledUpdate:
 class _SharedUpdate:
     """One compiled update function per pair of criteria."""
 
-    def __init__(self, prune, growth):
+    def __init__(self, prune, growth, blocks):
         self.prune = prune
         self.growth = growth
+        self.blocks = blocks  # per layer: a block shape or None
         self._caller = None
         self._function = compile_function(self._update)
 
@@ -145,13 +174,29 @@ class _SharedUpdate:
             ok = ops.logical_and(ok, ops.all(ops.isfinite(growth_scores[i])))
         gate = ops.cast(ok, "int32")
 
-        pruned = select_smallest(prune_scores, masks, prune_counts * gate)
+        blocks = self.blocks or [None] * len(layers)
+        if self.blocks is not None:  # rank and select whole blocks
+            prune_scores = [
+                _to_blocks(x, b) for x, b in zip(prune_scores, blocks)
+            ]
+            growth_scores = [
+                _to_blocks(x, b) for x, b in zip(growth_scores, blocks)
+            ]
+            grid_masks = [
+                ops.greater(_to_blocks(ops.cast(m, "int32"), b), 0)
+                for m, b in zip(masks, blocks)
+            ]
+        else:
+            grid_masks = masks
+        pruned = select_smallest(prune_scores, grid_masks, prune_counts * gate)
         survivors = [
             ops.logical_and(mask, ops.logical_not(p))
-            for mask, p in zip(masks, pruned)
+            for mask, p in zip(grid_masks, pruned)
         ]
         vacant = [ops.logical_not(s) for s in survivors]
         grown = select_largest(growth_scores, vacant, grow_counts * gate)
+        survivors = [_expand(x, b) for x, b in zip(survivors, blocks)]
+        grown = [_expand(x, b) for x, b in zip(grown, blocks)]
 
         outputs, grown_out, report = [], [], [gate]
         for i, (kernel, _, explored_in, _, slots, before) in enumerate(layers):

@@ -1,7 +1,5 @@
 """`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
 
-import numpy as np
-
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.layers.model_walk import layer_path
@@ -9,7 +7,7 @@ from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.distributions import allocate
-from keras_dst.masks.initial_masks import active_count
+from keras_dst.masks.initial_masks import target_count
 from keras_dst.schedules.gradual_sparsity import cubic_sparsity
 from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import check_fraction
@@ -145,10 +143,11 @@ class GMP(StepScheduledCallback):
     def prune_to(self, sparsities, step=None):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
         updater = self._ready()
-        targets = {
-            layer_path(layer): active_count(
-                int(np.prod(layer.kernel_variable.shape)),
+        targets = {  # whole blocks for layers with a block shape
+            layer_path(layer): target_count(
+                tuple(layer.kernel_variable.shape),
                 sparsities[layer_path(layer)],
+                layer.block_shape,
             )
             for layer in self.layers
         }

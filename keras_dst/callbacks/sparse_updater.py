@@ -50,6 +50,7 @@ from keras_dst.criteria.registry import get_prune
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.sparse_state import write_sparse_state
+from keras_dst.masks.blocks import block_size
 from keras_dst.optimizers.slots import base_optimizer
 from keras_dst.optimizers.slots import check_optimizer
 from keras_dst.optimizers.slots import slot_variables
@@ -214,6 +215,9 @@ class SparseUpdater:
         self._counts = list(self._read_stats(model)[0])
         return self
 
+    def _block_sizes(self):
+        return [block_size(x.block_shape) for x in self.layers]
+
     def _check_prepared(self):
         if self.layers is None:
             raise RuntimeError(
@@ -270,7 +274,7 @@ class SparseUpdater:
         )
         if growth.name not in self._update_functions:
             self._update_functions[growth.name] = CompiledUpdate(
-                self._prune, growth
+                self._prune, growth, [x.block_shape for x in self.layers]
             )
         if key != self._plan_key:
             self._slots = [
@@ -324,7 +328,11 @@ class SparseUpdater:
             criterion = get_growth(growth)
             if criterion.needs_gradient:
                 self._require_probes(growth)
-        counts = [int(math.floor(drop_fraction * n)) for n in self._counts]
+        # k = floor(drop_fraction * n), in whole blocks for block layers.
+        counts = [
+            int(math.floor(drop_fraction * (n // b))) * b
+            for n, b in zip(self._counts, self._block_sizes())
+        ]
         record = {
             "step": int(step),
             "drop_fraction": float(drop_fraction),
@@ -365,6 +373,13 @@ class SparseUpdater:
             max(0, n - int(targets.get(layer_path(layer), n)))
             for layer, n in zip(self.layers, self._counts)
         ]
+        for layer, k, b in zip(self.layers, counts, self._block_sizes()):
+            if k % b:
+                raise ValueError(
+                    f"`targets` for layer '{layer_path(layer)}' must keep "
+                    f"whole {layer.block_shape} blocks: a multiple of {b} "
+                    "active entries (see `keras_dst.masks.target_count`)."
+                )
         record = {
             "step": int(step),
             "drop_fraction": None,
@@ -418,10 +433,15 @@ class SparseUpdater:
                 self.layers, slots, self._grown
             )
         ]
+        sizes = self._block_sizes()  # the function counts in blocks
         outputs, self._grown, report = function(
             layers,
-            ops.convert_to_tensor(np.asarray(prune, np.int32)),
-            ops.convert_to_tensor(np.asarray(grow, np.int32)),
+            ops.convert_to_tensor(
+                np.asarray([k // b for k, b in zip(prune, sizes)], np.int32)
+            ),
+            ops.convert_to_tensor(
+                np.asarray([k // b for k, b in zip(grow, sizes)], np.int32)
+            ),
             ops.convert_to_tensor(np.int32(step)),
             ops.convert_to_tensor(np.uint32(self.seed)),
             self._loss_scale(state, optimizer),

@@ -378,7 +378,7 @@ class SupTickets(keras.callbacks.Callback):
             np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights
         ]
         kernels, masks = self._kernels(model)
-        self.averager.add(weights, kernels, masks)
+        self.averager.add(weights, kernels, masks, self._block_shapes())
         if not first:
             self.tickets.append(
                 {
@@ -395,6 +395,9 @@ class SupTickets(keras.callbacks.Callback):
                 self.tickets,
                 step,
             )
+
+    def _block_shapes(self):
+        return [layer.block_shape for layer in self.base.updater.layers]
 
     def _kernels(self, model):
         """The sparse kernels' indices in `model.weights`, and their
@@ -459,7 +462,9 @@ class SupTickets(keras.callbacks.Callback):
 
     def _superpose(self, model):
         kernels, current = self._kernels(model)
-        masks, union, budget = self.averager.budget_masks(kernels, current)
+        masks, union, budget = self.averager.budget_masks(
+            kernels, current, self._block_shapes()
+        )
         layers = self.base.updater.layers
         skip = {
             id(variable)

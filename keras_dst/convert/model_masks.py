@@ -82,11 +82,14 @@ def initialize_masks(
     for index, layer in enumerate(layers):
         shape = tuple(layer.kernel_variable.shape)
         s = sparsities[layer_path(layer)]
+        block = layer.block_shape  # whole blocks, if the layer has them
         if mask_init == "random":
-            masks[layer_path(layer)] = random_mask(shape, s, seed + index)
+            masks[layer_path(layer)] = random_mask(
+                shape, s, seed + index, block
+            )
         else:
             weights = keras.ops.convert_to_numpy(layer.kernel_variable.value)
-            masks[layer_path(layer)] = magnitude_mask(weights, s)
+            masks[layer_path(layer)] = magnitude_mask(weights, s, block)
     # Set all masks only once every one was drawn: nothing half-applied.
     for layer in layers:
         layer.set_mask(masks[layer_path(layer)], reset_explored=True)

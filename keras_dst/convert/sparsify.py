@@ -6,6 +6,7 @@ from keras_dst.backend.keras_internals import is_functional
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.convert.weight_copy import copy_core_weights
 from keras_dst.layers import SPARSE_TWINS
+from keras_dst.masks.blocks import check_block_shape
 
 
 def check_cloneable(model, fn_name):
@@ -80,6 +81,7 @@ def sparsify(
     keep_first_dense=False,
     keep_last_dense=False,
     overrides=None,
+    block_shape=None,
 ):
     """Returns a copy of `model` whose supported layers are sparse twins.
 
@@ -102,7 +104,12 @@ def sparsify(
         mask_init: `"random"` or `"magnitude"` (keep the largest weights).
         seed: `None` or an int for the random masks.
         power_scale, keep_first_dense, keep_last_dense, overrides: see
-            `keras_dst.convert.model_masks.initialize_masks`.
+            `keras_dst.initialize_masks`.
+        block_shape: `None`, or e.g. `(4, 1)`: the converted `Dense`
+            layers' masks are made of whole blocks (see `SparseDense`);
+            other layers keep unstructured masks. Every converted Dense
+            kernel must be divisible by it (a clear error names the layer
+            otherwise).
 
     Returns:
         A new model.
@@ -115,6 +122,7 @@ def sparsify(
     ```
     """
     check_cloneable(model, "sparsify")
+    block_shape = check_block_shape(block_shape)
     selected = _selector(include, exclude)
 
     def convert(layer):
@@ -123,6 +131,12 @@ def sparsify(
             return None
         config = layer.get_config()
         config["dense_gradient"] = dense_gradient
+        if block_shape is not None and type(layer) is keras.layers.Dense:
+            try:
+                check_block_shape(block_shape, tuple(layer.kernel.shape))
+            except ValueError as error:
+                raise ValueError(f"Layer '{layer.name}': {error}") from None
+            config["block_shape"] = block_shape
         return twin.from_config(config)
 
     new_model, pairs = clone_with(model, convert)

@@ -9,7 +9,7 @@ from keras_dst.layers import SPARSE_TWINS
 from keras_dst.layers.model_walk import sparse_layers
 
 _PLAIN = {sparse: plain for plain, sparse in SPARSE_TWINS.items()}
-_SPARSE_KEYS = ("sparsity", "mask_seed", "dense_gradient")
+_SPARSE_KEYS = ("sparsity", "mask_seed", "dense_gradient", "block_shape")
 
 
 def strip(model):

@@ -33,6 +33,8 @@ from keras import ops
 from keras_dst.backend import VariableState
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
+from keras_dst.masks.blocks import check_block_shape
+from keras_dst.masks.blocks import is_block_mask
 from keras_dst.masks.initial_masks import random_mask
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import validate_sparsity
@@ -151,6 +153,13 @@ class SparseOptions:
         sparsity: `None` (dense initial mask) or a float in [0, 1).
         mask_seed: `None` or an int seed for the initial random mask.
         dense_gradient: bool, keep the `kernel_gradient` probe.
+        block_shape: `None` (default: any entry can be active on its own)
+            or a tuple with one entry per kernel axis, e.g. `(4, 1)` on a
+            Dense kernel: every mask of the layer is then made of whole
+            blocks (4 consecutive input rows of one output column), which
+            LiteRT runs as block-sparse (see `keras_dst.masks.blocks`).
+            Initial masks, every DST update, GMP, Sup-tickets and
+            `set_mask` keep it; counts are whole blocks.
         *args, **kwargs: the Keras layer's own arguments.
     """
 
@@ -160,10 +169,12 @@ class SparseOptions:
         sparsity=None,
         mask_seed=None,
         dense_gradient=True,
+        block_shape=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.sparsity = validate_sparsity(sparsity)
+        self.block_shape = check_block_shape(block_shape)
         if mask_seed is not None and (
             isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
         ):
@@ -185,6 +196,7 @@ class SparseOptions:
             "sparsity": self.sparsity,
             "mask_seed": self.mask_seed,
             "dense_gradient": self.dense_gradient,
+            "block_shape": self.block_shape,
         }
 
 
@@ -240,6 +252,10 @@ class SparseLayer(SparseOptions):
         """Creates the mask (and probe); call at the end of ``build``."""
         kernel = self.kernel_variable
         shape = tuple(kernel.shape)
+        try:
+            check_block_shape(self.block_shape, shape)
+        except ValueError as error:
+            raise ValueError(f"Sparse layer '{self.name}': {error}") from None
         mask = self.add_weight(
             name="kernel_mask",
             shape=shape,
@@ -282,7 +298,9 @@ class SparseLayer(SparseOptions):
         self.kernel_mask = mask
         if self.sparsity is not None:
             self.set_mask(
-                random_mask(shape, self.sparsity, self.mask_seed),
+                random_mask(
+                    shape, self.sparsity, self.mask_seed, self.block_shape
+                ),
                 reset_explored=True,
             )
 
@@ -313,6 +331,12 @@ class SparseLayer(SparseOptions):
         if not np.isin(mask, (0, 1)).all():
             raise ValueError(
                 f"`mask` must contain only 0 and 1 (layer '{self.name}')."
+            )
+        if not is_block_mask(mask, self.block_shape):
+            raise ValueError(
+                f"`mask` must be made of whole {self.block_shape} blocks "
+                f"for layer '{self.name}' (its `block_shape`): each block "
+                "all 0 or all 1."
             )
         mask = ops.convert_to_tensor(mask.astype(bool))
         slots = [] if optimizer is None else slot_variables(optimizer, kernel)

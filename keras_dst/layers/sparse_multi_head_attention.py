@@ -37,6 +37,12 @@ class SparseMultiHeadAttention(SparseOptions, keras.layers.MultiHeadAttention):
     """
 
     def build(self, query_shape, value_shape, key_shape=None):
+        if self.block_shape is not None:
+            raise ValueError(
+                f"`block_shape` is not supported on SparseMultiHeadAttention "
+                f"'{self.name}' (its projections have kernels of different "
+                f"ranks). Received: block_shape={self.block_shape}."
+            )
         super().build(query_shape, value_shape, key_shape)
         # Swap each EinsumDense projection for its sparse twin, built with
         # the same config and input shape.

@@ -4,6 +4,12 @@ import math
 
 import numpy as np
 
+from keras_dst.masks.blocks import block_size
+from keras_dst.masks.blocks import check_block_shape
+from keras_dst.masks.blocks import expand_blocks
+from keras_dst.masks.blocks import grid_shape
+from keras_dst.masks.blocks import to_blocks
+
 
 def active_count(size, sparsity):
     """Number of active entries for `size` weights at `sparsity`.
@@ -17,8 +23,16 @@ def active_count(size, sparsity):
     return min(size, max(1, count))
 
 
-def random_mask(shape, sparsity, seed=None):
-    """A 0/1 `uint8` mask with exactly `active_count` ones, uniformly placed.
+def target_count(shape, sparsity, block_shape=None):
+    """Active entries of a kernel of `shape` at `sparsity`: `active_count`
+    of its entries, or of its blocks times the block size."""
+    block = check_block_shape(block_shape, shape)
+    blocks = int(np.prod(grid_shape(shape, block)))
+    return active_count(blocks, sparsity) * block_size(block)
+
+
+def random_mask(shape, sparsity, seed=None, block_shape=None):
+    """A 0/1 `uint8` mask with exactly `target_count` ones, uniformly placed.
 
     Args:
         shape: the weight's shape.
@@ -26,22 +40,29 @@ def random_mask(shape, sparsity, seed=None):
         seed: `None` or an int for numpy's generator; `None` draws a seed
             from numpy's global state (seeded by
             `keras.utils.set_random_seed`).
+        block_shape: None, or whole blocks of this shape are drawn (see
+            `keras_dst.masks.blocks`).
     """
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
-    size = int(np.prod(shape))
+    block = check_block_shape(block_shape, shape)
+    grid = grid_shape(shape, block)
+    size = int(np.prod(grid))
     rng = np.random.default_rng(seed)
     flat = np.zeros(size, dtype=np.uint8)
     flat[rng.permutation(size)[: active_count(size, sparsity)]] = 1
-    return flat.reshape(shape)
+    return expand_blocks(flat.reshape(grid), block)
 
 
-def magnitude_mask(weights, sparsity):
-    """Keeps the `active_count` largest |weights| (ties: lowest index)."""
+def magnitude_mask(weights, sparsity, block_shape=None):
+    """Keeps the `target_count` largest |weights| (ties: lowest index);
+    with `block_shape`, the blocks of largest L1 norm."""
     weights = np.asarray(weights)
-    size = weights.size
+    block = check_block_shape(block_shape, weights.shape)
+    scores = to_blocks(np.abs(weights), block)
+    size = scores.size
     keep = active_count(size, sparsity)
-    order = np.argsort(-np.abs(weights).reshape(-1), kind="stable")
+    order = np.argsort(-scores.reshape(-1), kind="stable")
     flat = np.zeros(size, dtype=np.uint8)
     flat[order[:keep]] = 1
-    return flat.reshape(weights.shape)
+    return expand_blocks(flat.reshape(scores.shape), block)

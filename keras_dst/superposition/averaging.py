@@ -16,6 +16,10 @@ global magnitude over the sparse layers.
 
 import numpy as np
 
+from keras_dst.masks.blocks import block_size
+from keras_dst.masks.blocks import expand_blocks
+from keras_dst.masks.blocks import to_blocks
+
 
 def caa(average, ticket, k):
     """Cumulative average after ticket `k` (k >= 1)."""
@@ -31,7 +35,7 @@ def cima(average, ticket, k):
 AVERAGES = {"caa": caa, "cima": cima}
 
 
-def global_magnitude_masks(kernels, budget, prefer=None):
+def global_magnitude_masks(kernels, budget, prefer=None, block_shapes=None):
     """Masks keeping the `budget` largest |w| over all `kernels` together.
 
     Args:
@@ -42,10 +46,20 @@ def global_magnitude_masks(kernels, budget, prefer=None):
             average has fewer non-zeros than the budget) these come first,
             so the fill never picks positions that were never active.
 
+        block_shapes: optional list, per kernel, of a block shape or None:
+            those kernels keep whole blocks, ranked by their mean |w| (so
+            that blocks and single entries compare per weight).
+
     Returns:
         list of bool arrays of the kernels' shapes, with exactly `budget`
-        True entries in total (ties broken deterministically).
+        True entries in total (ties broken deterministically). With
+        blocks, blocks are taken in rank order while they fit in what is
+        left of the budget; the count is exact whenever the budget can be
+        filled that way (e.g. every kernel has the same block size and the
+        budget is a multiple of it, or single entries remain to fill).
     """
+    if block_shapes is not None and any(b is not None for b in block_shapes):
+        return _block_masks(kernels, budget, prefer, block_shapes)
     flat = np.concatenate([np.abs(k).reshape(-1) for k in kernels])
     if not 0 <= budget <= flat.size:
         raise ValueError(
@@ -66,4 +80,40 @@ def global_magnitude_masks(kernels, budget, prefer=None):
     for k in kernels:
         masks.append(keep[start : start + k.size].reshape(k.shape))
         start += k.size
+    return masks
+
+
+def _block_masks(kernels, budget, prefer, block_shapes):
+    total = sum(k.size for k in kernels)
+    if not 0 <= budget <= total:
+        raise ValueError(
+            f"`budget` must be in [0, {total}]. Received: {budget}."
+        )
+    scores, costs, preferred, grids = [], [], [], []
+    for i, (kernel, block) in enumerate(zip(kernels, block_shapes)):
+        size = block_size(block)
+        grid = to_blocks(np.abs(kernel), block) / size
+        grids.append(grid.shape)
+        scores.append(grid.reshape(-1))
+        costs.append(np.full(grid.size, size))
+        chosen = np.zeros(kernel.shape, bool) if prefer is None else prefer[i]
+        preferred.append(to_blocks(np.asarray(chosen, bool), block).reshape(-1))
+    score = np.concatenate(scores)
+    cost = np.concatenate(costs)
+    order = np.lexsort((np.concatenate(preferred) == 0, -score))
+    keep = np.zeros(score.size, bool)
+    left = budget
+    for unit in order:
+        if left == 0:
+            break
+        if cost[unit] <= left:
+            keep[unit] = True
+            left -= cost[unit]
+    masks, start = [], 0
+    for grid, block in zip(grids, block_shapes):
+        n = int(np.prod(grid))
+        masks.append(
+            expand_blocks(keep[start : start + n].reshape(grid), block)
+        )
+        start += n
     return masks

@@ -52,7 +52,7 @@ class TicketAverager:
         self.count = int(count)
         self._pruned = None
 
-    def add(self, weights, kernels, masks):
+    def add(self, weights, kernels, masks, block_shapes=None):
         """Averages in one model's `weights`.
 
         Args:
@@ -60,6 +60,8 @@ class TicketAverager:
             kernels: indices in `weights` of the sparse kernels.
             masks: the current masks of those kernels (bool arrays): they
                 fix the budget and win ties at zero.
+            block_shapes: None, or per kernel a block shape (or None):
+                the re-prune keeps whole blocks there.
         """
         if self.average is None:  # the start: the end of the DST phase
             self.average = list(weights)
@@ -71,21 +73,21 @@ class TicketAverager:
         ]
         self._pruned = None
         if self.reprune == "every_cycle":
-            pruned = self._budget_masks(kernels, masks)
+            pruned = self._budget_masks(kernels, masks, block_shapes)
             for i, mask in zip(kernels, pruned[0]):
                 kernel = self.average[i]
                 self.average[i] = np.where(mask, kernel, np.zeros_like(kernel))
             self._pruned = pruned
 
-    def budget_masks(self, kernels, masks):
+    def budget_masks(self, kernels, masks, block_shapes=None):
         """`(masks, union, budget)`: the average's kernels pruned to the
         budget (`masks`, bool), the count of non-zeros before the prune
         (`union`, the tickets' union) and the budget itself."""
         if self._pruned is not None:  # pruned after the last ticket
             return self._pruned
-        return self._budget_masks(kernels, masks)
+        return self._budget_masks(kernels, masks, block_shapes)
 
-    def _budget_masks(self, kernels, masks):
+    def _budget_masks(self, kernels, masks, block_shapes=None):
         # Ties at zero go to the current positions, so R_s never grows
         # through the re-prune.
         current = [m.astype(bool) for m in masks]
@@ -93,7 +95,9 @@ class TicketAverager:
         average = [self.average[i] for i in kernels]
         union = sum(int((k != 0).sum()) for k in average)
         return (
-            global_magnitude_masks(average, budget, prefer=current),
+            global_magnitude_masks(
+                average, budget, prefer=current, block_shapes=block_shapes
+            ),
             union,
             budget,
         )
