@@ -7,9 +7,9 @@ from keras_dst.convert.sparsify import clone_with
 from keras_dst.convert.weight_copy import copy_core_weights
 from keras_dst.layers import SPARSE_TWINS
 from keras_dst.layers.model_walk import sparse_layers
+from keras_dst.layers.sparse_layer import SPARSE_ARGUMENTS
 
 _PLAIN = {sparse: plain for plain, sparse in SPARSE_TWINS.items()}
-_SPARSE_KEYS = ("sparsity", "mask_seed", "dense_gradient", "block_shape")
 
 
 def strip(model):
@@ -33,7 +33,9 @@ def strip(model):
         if plain is None:
             return None
         config = {
-            k: v for k, v in layer.get_config().items() if k not in _SPARSE_KEYS
+            k: v
+            for k, v in layer.get_config().items()
+            if k not in SPARSE_ARGUMENTS
         }
         return plain.from_config(config)
 

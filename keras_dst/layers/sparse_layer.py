@@ -40,6 +40,8 @@ from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import validate_sparsity
 
 MASK_DTYPE = "uint8"
+# The arguments every sparse layer adds to its Keras parent's (config keys).
+SPARSE_ARGUMENTS = ("sparsity", "mask_seed", "dense_gradient", "block_shape")
 
 
 def _read(variable):

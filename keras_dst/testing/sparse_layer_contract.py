@@ -15,10 +15,10 @@ import numpy as np
 
 from keras_dst.export.strip import strip
 from keras_dst.layers import SparseLayer
+from keras_dst.layers.sparse_layer import SPARSE_ARGUMENTS
 from keras_dst.masks import active_count
 
 # The arguments `SparseLayer` adds to its Keras parent.
-SPARSE_ARGUMENTS = ("sparsity", "mask_seed", "dense_gradient")
 # The sparsities whose exact active count is checked besides `sparsity`.
 EXTRA_SPARSITIES = (0.0, 0.9)
 LEARNING_RATE = 0.5
