@@ -231,7 +231,7 @@ class SparsifyTest(TestCase):
             self.assertAlmostEqual(row["density"], nonzero / row["size"])
             self.assertIn(f"{row['active']}/{row['size']}", text)
             self.assertIn(keras_dst.layer_path(layer)[:40], text)
-        last = text.splitlines()[-2].split()
+        last = [s.split() for s in text.splitlines() if s[:6] == "total "][0]
         self.assertEqual(last[0], "total")
         self.assertEqual(int(last[1]), active)
         self.assertAlmostEqual(float(last[2]), 1 - active / total, places=4)
