@@ -33,6 +33,9 @@ from keras_dst.callbacks.static import Static
 from keras_dst.callbacks.sup_tickets import SupTickets
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.convert.sparsify import sparsify
+from keras_dst.export.litert import LiteRTExport
+from keras_dst.export.litert import export_litert
+from keras_dst.export.save import save_model
 from keras_dst.export.strip import strip
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import sparse_layers
@@ -45,6 +48,7 @@ __all__ = [
     "DynamicSparsityCallback",
     "GMP",
     "ITOP",
+    "LiteRTExport",
     "Method",
     "Preset",
     "RigL",
@@ -56,6 +60,7 @@ __all__ = [
     "SupTickets",
     "__version__",
     "criteria",
+    "export_litert",
     "get_method",
     "initialize_masks",
     "layer_path",
@@ -65,6 +70,7 @@ __all__ = [
     "optimizers",
     "plot_history",
     "register_method",
+    "save_model",
     "schedules",
     "sparse_layers",
     "sparsify",
