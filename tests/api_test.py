@@ -86,6 +86,7 @@ PUBLIC_API = {
         "masked_weight_property",
     ],
     "keras_dst.masks": [
+        "WEIGHT_INITS",
         "active_count",
         "allocate",
         "er_densities",
@@ -93,6 +94,7 @@ PUBLIC_API = {
         "is_block_mask",
         "magnitude_mask",
         "random_mask",
+        "sparse_init_scale",
         "target_count",
     ],
     "keras_dst.optimizers": [

@@ -7,6 +7,7 @@ from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.masks.distributions import DISTRIBUTIONS
+from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.report.summary import summary
 from keras_dst.schedules.drop_fraction import DROP_SCHEDULES
 from keras_dst.utils.checks import check_choice
@@ -69,6 +70,13 @@ class DynamicSparsityCallback(StepScheduledCallback):
         seed: `None` or an int (initial masks and random growth).
         power_scale, keep_first_dense, keep_last_dense: allocation options,
             see `keras_dst.initialize_masks`.
+        weight_init: when this callback draws the initial masks (the
+            model's masks are all ones at `fit`'s start), how their active
+            weights start: `"sparse_scaled"` (default; each kernel times
+            `1 / sqrt(density)`, the variance of its active fan-in, so a
+            deep sparse network trains) or `"unscaled"` (the dense
+            initialization, as in the papers' code). Grown weights start
+            at zero either way, as in SET and RigL.
         per_layer_logs: add the per-layer entries above to the epoch
             logs (off by default: a model with many sparse layers would
             crowd the progress bar).
@@ -109,6 +117,7 @@ class DynamicSparsityCallback(StepScheduledCallback):
         power_scale=1.0,
         keep_first_dense=False,
         keep_last_dense=False,
+        weight_init="sparse_scaled",
         per_layer_logs=False,
         verbose=0,
     ):
@@ -116,6 +125,7 @@ class DynamicSparsityCallback(StepScheduledCallback):
         if not isinstance(distribution, dict):
             check_choice(distribution, DISTRIBUTIONS, "distribution")
         check_choice(drop_schedule, DROP_SCHEDULES, "drop_schedule")
+        check_choice(weight_init, WEIGHT_INITS, "weight_init")
         drop_fraction = check_fraction(drop_fraction, "drop_fraction")
         drop_fraction_end = check_fraction(
             drop_fraction_end, "drop_fraction_end"
@@ -149,6 +159,7 @@ class DynamicSparsityCallback(StepScheduledCallback):
         self.power_scale = power_scale
         self.keep_first_dense = keep_first_dense
         self.keep_last_dense = keep_last_dense
+        self.weight_init = weight_init
         self.verbose = verbose
         self.seed = self.updater.seed
         self._end_step = None
@@ -234,6 +245,7 @@ class DynamicSparsityCallback(StepScheduledCallback):
                 power_scale=self.power_scale,
                 keep_first_dense=self.keep_first_dense,
                 keep_last_dense=self.keep_last_dense,
+                weight_init=self.weight_init,
                 seed=self.seed,
             )
         self.updater.prepare(model)

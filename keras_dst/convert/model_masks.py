@@ -7,10 +7,24 @@ from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
 from keras_dst.masks.distributions import allocate
+from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.masks.initial_masks import magnitude_mask
 from keras_dst.masks.initial_masks import random_mask
+from keras_dst.masks.initial_masks import sparse_init_scale
+from keras_dst.utils.checks import check_choice
 
 MASK_INITS = ("random", "magnitude")
+
+
+def scale_kernel(layer, scale):
+    """Multiplies a sparse layer's raw kernel by `scale` (1.0: untouched)."""
+    if scale != 1.0:
+        kernel = layer.kernel_variable
+        kernel.assign(
+            keras.ops.multiply(
+                kernel.value, keras.ops.cast(scale, kernel.dtype)
+            )
+        )
 
 
 def initialize_masks(
@@ -24,6 +38,7 @@ def initialize_masks(
     keep_dense=(),
     overrides=None,
     mask_init="random",
+    weight_init="sparse_scaled",
     seed=None,
 ):
     """Draws masks for every sparse layer of `model` from a global budget.
@@ -41,6 +56,16 @@ def initialize_masks(
         mask_init: `"random"` (uniform at random, the DST default) or
             `"magnitude"` (keep the largest |w|, one-shot pruning of a
             trained model).
+        weight_init: how the active weights of random masks start:
+            `"sparse_scaled"` (default) multiplies each layer's kernel by
+            `1 / sqrt(density)` (`keras_dst.masks.sparse_init_scale`), so
+            its active weights have the variance their active fan-in
+            calls for and a deep sparse network trains;
+            `"unscaled"` keeps the dense initialization, as the papers'
+            code does (a deep MLP at 95%+ sparsity may then stay at chance
+            accuracy). Meant for a freshly initialized model: pass
+            `"unscaled"` if its weights are already trained. Magnitude
+            masks never rescale (they keep trained weights).
         seed: `None` or an int; layer `i` uses `seed + i`.
 
     Returns:
@@ -51,6 +76,7 @@ def initialize_masks(
             f"`mask_init` must be one of {MASK_INITS}. "
             f"Received: mask_init={mask_init!r}."
         )
+    check_choice(weight_init, WEIGHT_INITS, "weight_init")
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, int)
     ):
@@ -90,8 +116,15 @@ def initialize_masks(
         else:
             weights = keras.ops.convert_to_numpy(layer.kernel_variable.value)
             masks[layer_path(layer)] = magnitude_mask(weights, s, block)
+    scales = {
+        path: sparse_init_scale(mask)
+        if mask_init == "random" and weight_init == "sparse_scaled"
+        else 1.0
+        for path, mask in masks.items()
+    }
     # Set all masks only once every one was drawn: nothing half-applied.
     for layer in layers:
+        scale_kernel(layer, scales[layer_path(layer)])
         layer.set_mask(masks[layer_path(layer)], reset_explored=True)
         layer.sparsity = sparsities[layer_path(layer)]
     return sparsities

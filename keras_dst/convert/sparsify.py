@@ -76,6 +76,7 @@ def sparsify(
     exclude=(),
     dense_gradient=True,
     mask_init="random",
+    weight_init="sparse_scaled",
     seed=None,
     power_scale=1.0,
     keep_first_dense=False,
@@ -102,6 +103,10 @@ def sparsify(
         dense_gradient: give each sparse layer its dense-gradient probe
             (needed for gradient growth, RigL/SNFS).
         mask_init: `"random"` or `"magnitude"` (keep the largest weights).
+        weight_init: `"sparse_scaled"` (default) or `"unscaled"`: with
+            random masks, whether each kernel is multiplied by
+            `1 / sqrt(density)` (see `keras_dst.initialize_masks`). Pass
+            `"unscaled"` when `model`'s weights are trained.
         seed: `None` or an int for the random masks.
         power_scale, keep_first_dense, keep_last_dense, overrides: see
             `keras_dst.initialize_masks`.
@@ -153,6 +158,7 @@ def sparsify(
             keep_last_dense=keep_last_dense,
             overrides=overrides,
             mask_init=mask_init,
+            weight_init=weight_init,
             seed=seed,
         )
     else:

@@ -35,13 +35,22 @@ from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.blocks import check_block_shape
 from keras_dst.masks.blocks import is_block_mask
+from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.masks.initial_masks import random_mask
+from keras_dst.masks.initial_masks import sparse_init_scale
 from keras_dst.optimizers.slots import slot_variables
+from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import validate_sparsity
 
 MASK_DTYPE = "uint8"
 # The arguments every sparse layer adds to its Keras parent's (config keys).
-SPARSE_ARGUMENTS = ("sparsity", "mask_seed", "dense_gradient", "block_shape")
+SPARSE_ARGUMENTS = (
+    "sparsity",
+    "mask_seed",
+    "dense_gradient",
+    "block_shape",
+    "weight_init",
+)
 
 
 def _read(variable):
@@ -162,6 +171,10 @@ class SparseOptions:
             LiteRT runs as block-sparse (see `keras_dst.masks.blocks`).
             Initial masks, every DST update, GMP, Sup-tickets and
             `set_mask` keep it; counts are whole blocks.
+        weight_init: `"sparse_scaled"` (default) or `"unscaled"`: with a
+            `sparsity`, whether the initial random mask's active weights
+            are scaled by `1 / sqrt(density)` to the variance of their
+            active fan-in (see `keras_dst.masks.sparse_init_scale`).
         *args, **kwargs: the Keras layer's own arguments.
     """
 
@@ -172,9 +185,12 @@ class SparseOptions:
         mask_seed=None,
         dense_gradient=True,
         block_shape=None,
+        weight_init="sparse_scaled",
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        check_choice(weight_init, WEIGHT_INITS, "weight_init")
+        self.weight_init = weight_init
         self.sparsity = validate_sparsity(sparsity)
         self.block_shape = check_block_shape(block_shape)
         if mask_seed is not None and (
@@ -199,6 +215,7 @@ class SparseOptions:
             "mask_seed": self.mask_seed,
             "dense_gradient": self.dense_gradient,
             "block_shape": self.block_shape,
+            "weight_init": self.weight_init,
         }
 
 
@@ -219,7 +236,8 @@ class SparseLayer(SparseOptions):
     * ``kernel_mask``: the 0/1 ``uint8`` mask variable.
     * ``kernel_gradient``: the gradient probe variable, or ``None``.
     * ``kernel_explored``: the union of all masks so far (``uint8``).
-    * ``sparsity``, ``mask_seed``, ``dense_gradient``: the arguments.
+    * ``sparsity``, ``mask_seed``, ``dense_gradient``, ``block_shape``,
+      ``weight_init``: the arguments.
 
     Example:
 
@@ -299,12 +317,17 @@ class SparseLayer(SparseOptions):
         self.kernel_explored = explored
         self.kernel_mask = mask
         if self.sparsity is not None:
-            self.set_mask(
-                random_mask(
-                    shape, self.sparsity, self.mask_seed, self.block_shape
-                ),
-                reset_explored=True,
+            mask = random_mask(
+                shape, self.sparsity, self.mask_seed, self.block_shape
             )
+            if self.weight_init == "sparse_scaled":
+                kernel.assign(
+                    ops.multiply(
+                        kernel.value,
+                        ops.cast(sparse_init_scale(mask), kernel.dtype),
+                    )
+                )
+            self.set_mask(mask, reset_explored=True)
 
     def set_mask(self, mask, reset_explored=False, optimizer=None):
         """Sets the mask and zeroes the kernel where the mask is 0.

@@ -56,6 +56,7 @@ class SparseMultiHeadAttention(SparseOptions, keras.layers.MultiHeadAttention):
                 sparsity=self.sparsity,
                 mask_seed=seed,
                 dense_gradient=self.dense_gradient,
+                weight_init=self.weight_init,
             )
             twin.build_from_config(sub.get_build_config())
             forget_sublayer(self, sub)

@@ -4,12 +4,15 @@ from keras_dst.masks.blocks import is_block_mask
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.distributions import er_densities
 from keras_dst.masks.distributions import erk_densities
+from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.masks.initial_masks import active_count
 from keras_dst.masks.initial_masks import magnitude_mask
 from keras_dst.masks.initial_masks import random_mask
+from keras_dst.masks.initial_masks import sparse_init_scale
 from keras_dst.masks.initial_masks import target_count
 
 __all__ = [
+    "WEIGHT_INITS",
     "active_count",
     "allocate",
     "er_densities",
@@ -17,5 +20,6 @@ __all__ = [
     "is_block_mask",
     "magnitude_mask",
     "random_mask",
+    "sparse_init_scale",
     "target_count",
 ]

@@ -66,3 +66,39 @@ def magnitude_mask(weights, sparsity, block_shape=None):
     flat = np.zeros(size, dtype=np.uint8)
     flat[order[:keep]] = 1
     return expand_blocks(flat.reshape(scores.shape), block)
+
+
+# How the active weights of a freshly drawn random mask are initialised.
+WEIGHT_INITS = ("sparse_scaled", "unscaled")
+
+
+def sparse_init_scale(mask):
+    """The factor that gives a kernel's active weights their fan-in's variance.
+
+    Keras's initializers (Glorot, He, LeCun) draw a dense kernel with
+    `Var(w) = c / fan_in` (Glorot: `c / fan_avg`), so that a unit's
+    pre-activation keeps the variance of its inputs. With a random mask
+    of density `d`, a unit has on average `d * fan_in` active inputs (and
+    `d * fan_out` outputs) and its pre-activation variance shrinks by `d`,
+    layer after layer: a deep MLP at 98% sparsity starts with activations
+    ~50x smaller per layer and does not train. Drawing the active weights
+    with the variance of their active fan-in,
+
+        Var(w_sparse) = Var(w_dense) / d,    i.e.  w_sparse = w / sqrt(d),
+
+    restores it. `d` is the layer's density (Evci et al., 2022, "Gradient
+    Flow in Sparse Neural Networks and How Lottery Tickets Win", scale
+    each unit by its own active fan-in; one factor per layer is the same
+    on average and treats every layer type alike).
+
+    Args:
+        mask: the layer's 0/1 mask.
+
+    Returns:
+        `1 / sqrt(density)` as a Python float (1.0 for a dense mask).
+    """
+    mask = np.asarray(mask)
+    active = int(np.count_nonzero(mask))
+    if active == 0:
+        return 1.0
+    return math.sqrt(mask.size / active)
