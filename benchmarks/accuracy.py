@@ -325,14 +325,16 @@ def bn_control(fashion_mnist, model, config):
 
     A control for the Sup-tickets comparison: SupTickets recalibrates the
     BatchNorm statistics of its superposed network on the training images;
-    the same recalibration (`benchmarks/sup_tickets.py`'s copy of it, batch
-    128 as in the example) applied to another method's final model
+    the same recalibration (`keras_dst.superposition.recalibrate_batchnorm`,
+    batch 128 as in the example) applied to another method's final model
     separates the two effects. None for models without BatchNorm.
     """
-    from benchmarks.sup_tickets import recalibrate_bn
+    from keras_dst.superposition import recalibrate_batchnorm
 
     (x_train, _), (x_test, y_test) = fashion_mnist.load_data(config)
-    if not recalibrate_bn(model, x_train.astype("float32"), batch_size=128):
+    if not recalibrate_batchnorm(
+        model, x_train.astype("float32"), batch_size=128
+    ):
         return None
     _, accuracy = model.evaluate(
         x_test.astype("float32"), y_test, batch_size=256, verbose=0

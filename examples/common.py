@@ -42,6 +42,14 @@ flags.DEFINE_float(
 flags.DEFINE_enum(
     "distribution", "erk", ["erk", "er", "uniform"], "Per-layer allocation."
 )
+flags.DEFINE_enum(
+    "weight_init",
+    "sparse_scaled",
+    ["sparse_scaled", "unscaled"],
+    "How the active weights of the initial random masks start: scaled to "
+    "the variance of their active fan-in (keras_dst's default; a deep "
+    "sparse MLP trains) or the dense initialization (the papers' code).",
+)
 flags.DEFINE_integer("epochs", None, "Training epochs (script default).")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, masks, data order).")
 flags.DEFINE_integer("batch_size", None, "Batch size (default 128).")
@@ -88,6 +96,12 @@ flags.DEFINE_bool(
     "A few steps of a tiny model on generated data (seconds; for tests).",
 )
 flags.DEFINE_integer("verbose", 1, "fit verbosity: 0, 1 (progress bar), 2.")
+flags.DEFINE_bool(
+    "validate",
+    False,
+    "Evaluate on the test set after every epoch (val_accuracy in the "
+    "history: learning curves; nothing is selected on it).",
+)
 flags.DEFINE_bool(
     "plot",
     False,
@@ -153,6 +167,7 @@ def resolve_config(dataset, default_model, models, defaults):
         "method": FLAGS.method,
         "sparsity": 0.0 if FLAGS.method == "dense" else FLAGS.sparsity,
         "distribution": FLAGS.distribution,
+        "weight_init": FLAGS.weight_init,
         "epochs": pick("epochs"),
         "batch_size": pick("batch_size"),
         "learning_rate": pick("learning_rate"),
@@ -162,6 +177,7 @@ def resolve_config(dataset, default_model, models, defaults):
         "smoke": FLAGS.smoke,
         "output_dir": FLAGS.output_dir,
         "verbose": FLAGS.verbose,
+        "validate": FLAGS.validate,
         "plot": FLAGS.plot,
         "tensorboard": FLAGS.tensorboard,
     }
@@ -264,6 +280,7 @@ def make_callback(config, recalibration_data=None):
     method = keras_dst.get_method(config["method"])
     options = {
         "distribution": config["distribution"],
+        "weight_init": config.get("weight_init"),
         "seed": config["seed"],
         "update_interval": config["update_interval"],
     }
@@ -385,6 +402,8 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
         kwargs.update(x=train[0], y=train[1], batch_size=config["batch_size"])
     else:
         kwargs.update(x=train)
+    if config.get("validate"):
+        kwargs.update(validation_data=test, validation_batch_size=256)
     kwargs.update(fit_kwargs or {})
     start = time.time()
     history = model.fit(**kwargs)
