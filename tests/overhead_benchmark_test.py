@@ -26,6 +26,9 @@ class OverheadBenchmarkTest(absltest.TestCase):
                 sys.executable,
                 os.path.join(ROOT, "benchmarks", "overhead.py"),
                 "--quick",
+                # Dense, one variant with and one without the gradient
+                # probe: the other variants add time, not code paths.
+                "--variants=set_noprobe,rigl",
                 f"--backend={backend}",
                 f"--output_dir={out}",
                 "--name=quick",
@@ -44,6 +47,9 @@ class OverheadBenchmarkTest(absltest.TestCase):
         models = report["backends"][backend]["models"]
         self.assertEqual(set(models), {"mlp", "cnn"})
         for name, model in models.items():
+            self.assertEqual(
+                set(model["variants"]), {"dense", "set_noprobe", "rigl"}
+            )
             for variant, out in model["variants"].items():
                 where = f"{name}/{variant}"
                 self.assertFalse(out["retraced_in_rounds"], where)

@@ -1,6 +1,12 @@
 """Runs the whole test suite once per backend, each in its own process.
 
-Usage: python tests/run_all.py [--backends tensorflow,jax] [pytest args...]
+Usage: python tests/run_all.py [--backends tensorflow,jax] [--sequential]
+                               [pytest args...]
+
+The backends run side by side (most tests are single-threaded Python and
+tracing, so two processes on two cores take about the time of one); each
+one's output is printed whole when it finishes. `--sequential` runs them
+one after the other, streaming the output.
 
 Exits non-zero if any backend fails or if a backend ran no test (pytest's
 exit code 5 is a failure here, never a silent pass).
@@ -9,30 +15,66 @@ exit code 5 is a failure here, never a silent pass).
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def command(backend, argv):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return [sys.executable, "-m", "pytest", "-q", "tests", *argv], env
+
+
+def report(backend, code, took):
+    print(f"=== KERAS_BACKEND={backend}: exit {code} in {took:.0f} s")
+    if code == 5:
+        print(f"=== KERAS_BACKEND={backend}: NO TESTS RAN: failing.")
+
+
 def main(argv):
     backends = ["tensorflow", "jax"]
-    if argv[:1] == ["--backends"]:
-        backends = argv[1].split(",")
-        argv = argv[2:]
-    failed = []
-    for backend in backends:
-        env = dict(os.environ, KERAS_BACKEND=backend)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        cmd = [sys.executable, "-m", "pytest", "-q", "tests", *argv]
-        print(f"=== KERAS_BACKEND={backend}: {' '.join(cmd)}", flush=True)
-        start = time.time()
-        code = subprocess.call(cmd, cwd=ROOT, env=env)
-        took = time.time() - start
-        print(f"=== KERAS_BACKEND={backend}: exit {code} in {took:.0f} s")
-        if code == 5:
-            print(f"=== KERAS_BACKEND={backend}: NO TESTS RAN: failing.")
-        if code != 0:
-            failed.append(backend)
+    sequential = False
+    while argv[:1] in (["--backends"], ["--sequential"]):
+        if argv[0] == "--sequential":
+            sequential, argv = True, argv[1:]
+        else:
+            backends, argv = argv[1].split(","), argv[2:]
+    start = time.time()
+    codes = {}
+    if sequential:
+        for backend in backends:
+            cmd, env = command(backend, argv)
+            print(f"=== KERAS_BACKEND={backend}: {' '.join(cmd)}", flush=True)
+            began = time.time()
+            codes[backend] = subprocess.call(cmd, cwd=ROOT, env=env)
+            report(backend, codes[backend], time.time() - began)
+    else:
+        running = {}
+        for backend in backends:
+            cmd, env = command(backend, argv)
+            print(f"=== KERAS_BACKEND={backend}: {' '.join(cmd)}", flush=True)
+            log = tempfile.TemporaryFile(mode="w+")
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            running[backend] = (proc, log, time.time())
+        while running:
+            time.sleep(1)
+            for backend, (proc, log, began) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[backend]
+                log.seek(0)
+                print(f"=== KERAS_BACKEND={backend}: output", flush=True)
+                sys.stdout.write(log.read())
+                log.close()
+                codes[backend] = proc.returncode
+                report(backend, proc.returncode, time.time() - began)
+                sys.stdout.flush()
+    print(f"=== wall time {time.time() - start:.0f} s")
+    failed = [b for b in backends if codes[b] != 0]
     if failed:
         print(f"=== FAILED on: {', '.join(failed)}")
         return 1
