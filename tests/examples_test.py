@@ -214,6 +214,39 @@ class ExamplesTest(TestCase):
         self.assertIsNone(survival[0])
         self.assertTrue(all(0.0 <= v <= 1.0 for v in survival[1:]))
 
+    def test_lenet300_validate_and_weight_init_flags(self):
+        out, saver = self.smoke_flags(
+            model="lenet300",
+            method="itop_set",
+            validate=True,
+            weight_init="unscaled",
+        )
+        with saver:
+            model, summary = fashion_mnist.run()
+        self.assertEqual(summary["config"]["weight_init"], "unscaled")
+        epochs = summary["config"]["epochs"]
+        self.assertLen(summary["history"]["val_accuracy"], epochs)
+        self.assertAlmostEqual(
+            summary["history"]["val_accuracy"][-1],
+            summary["test_accuracy"],
+            places=6,
+        )
+        units = [layer.units for layer in keras_dst.sparse_layers(model)]
+        self.assertEqual(units, [300 // 16, 100 // 16, 10])
+
+    def test_cnn_batchnorm_momentum_is_the_papers(self):
+        with self.smoke_flags(model="cnn", method="static")[1]:
+            config = common.resolve_config(
+                "x", "mlp", fashion_mnist.MODELS, fashion_mnist.DEFAULTS
+            )
+        norms = [
+            layer
+            for layer in fashion_mnist.build_model(config).layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        self.assertLen(norms, 2)
+        self.assertTrue(all(n.momentum == 0.9 for n in norms))
+
     def test_sup_tickets_is_the_reference_setting(self):
         # `--method sup_tickets --cycle_epochs 8` on CIFAR-100: the command
         # of the Sup-tickets reference code, piece by piece.
