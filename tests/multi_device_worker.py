@@ -168,6 +168,9 @@ def main():
                     for a, b in zip(single["weights"], multi["weights"])
                 )
             ),
+            "max_abs_weight": float(
+                max(np.max(np.abs(a)) for a in single["weights"])
+            ),
             "max_gradient_diff": float(
                 max(
                     np.max(np.abs(a - b))
