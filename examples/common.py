@@ -280,7 +280,7 @@ def make_callback(config, recalibration_data=None):
     method = keras_dst.get_method(config["method"])
     options = {
         "distribution": config["distribution"],
-        "weight_init": config.get("weight_init"),
+        "weight_init": config["weight_init"],
         "seed": config["seed"],
         "update_interval": config["update_interval"],
     }

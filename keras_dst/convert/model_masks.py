@@ -6,6 +6,7 @@ import numpy as np
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
+from keras_dst.layers.sparse_layer import scale_kernel
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.masks.initial_masks import magnitude_mask
@@ -14,17 +15,6 @@ from keras_dst.masks.initial_masks import sparse_init_scale
 from keras_dst.utils.checks import check_choice
 
 MASK_INITS = ("random", "magnitude")
-
-
-def scale_kernel(layer, scale):
-    """Multiplies a sparse layer's raw kernel by `scale` (1.0: untouched)."""
-    if scale != 1.0:
-        kernel = layer.kernel_variable
-        kernel.assign(
-            keras.ops.multiply(
-                kernel.value, keras.ops.cast(scale, kernel.dtype)
-            )
-        )
 
 
 def initialize_masks(

@@ -53,6 +53,17 @@ SPARSE_ARGUMENTS = (
 )
 
 
+def scale_kernel(layer, scale):
+    """Multiplies a sparse layer's raw kernel by `scale` (1.0: untouched).
+
+    How `weight_init="sparse_scaled"` starts a random mask's active
+    weights, in a layer's own build and in `initialize_masks`.
+    """
+    if scale != 1.0:
+        kernel = layer.kernel_variable
+        kernel.assign(ops.multiply(kernel.value, ops.cast(scale, kernel.dtype)))
+
+
 def _read(variable):
     """The current value as a tensor (TF would otherwise pass the variable,
     which `tf.custom_gradient` rejects in eager mode)."""
@@ -321,12 +332,7 @@ class SparseLayer(SparseOptions):
                 shape, self.sparsity, self.mask_seed, self.block_shape
             )
             if self.weight_init == "sparse_scaled":
-                kernel.assign(
-                    ops.multiply(
-                        kernel.value,
-                        ops.cast(sparse_init_scale(mask), kernel.dtype),
-                    )
-                )
+                scale_kernel(self, sparse_init_scale(mask))
             self.set_mask(mask, reset_explored=True)
 
     def set_mask(self, mask, reset_explored=False, optimizer=None):
