@@ -39,7 +39,6 @@ tables and the paper's qualitative claims, tested on the seeds) and
 """
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -52,9 +51,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.provenance import command_line  # noqa: E402
 from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import machine_info  # noqa: E402
+from benchmarks.provenance import now_iso  # noqa: E402
+from benchmarks.provenance import run_provenance  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
 from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
@@ -945,12 +944,6 @@ def run_config(args):
     return {k: getattr(args, k) for k in keys}
 
 
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"
-    )
-
-
 def orchestrate(args, argv):
     os.makedirs(args.output_dir, exist_ok=True)
     os.makedirs(args.work_dir, exist_ok=True)
@@ -1005,16 +998,9 @@ def orchestrate(args, argv):
                 if r["method"] == "tfmot_gmp":
                     tfmot_versions = r["versions"]
     payload = {
-        "command": command_line(),
-        "started_at": started,
-        "finished_at": now_iso(),
-        "elapsed_s": time.time() - t0,
+        **run_provenance(started, t0, git_start),  # git: what workers loaded
         "config": run_config(args),
-        "versions": versions(),
         "tfmot_versions": tfmot_versions,
-        "machine": machine_info(),
-        "git": git_start,  # what the workers loaded
-        "git_at_end": git_info(),
         "failed_workers": failed,
         "runs": sorted(runs, key=key_of),
     }

@@ -56,15 +56,14 @@ if ROOT not in sys.path:
 
 from benchmarks.accuracy import THREADS_ONE  # noqa: E402
 from benchmarks.accuracy import append_part  # noqa: E402
+from benchmarks.accuracy import bn_control  # noqa: E402
 from benchmarks.accuracy import csv  # noqa: E402
 from benchmarks.accuracy import git_line  # noqa: E402
 from benchmarks.accuracy import mean_std  # noqa: E402
-from benchmarks.accuracy import now_iso  # noqa: E402
 from benchmarks.accuracy import read_parts  # noqa: E402
-from benchmarks.provenance import command_line  # noqa: E402
 from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import machine_info  # noqa: E402
-from benchmarks.provenance import versions  # noqa: E402
+from benchmarks.provenance import now_iso  # noqa: E402
+from benchmarks.provenance import run_provenance  # noqa: E402
 from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
 PARTS = ("explore", "init", "sup")
@@ -283,20 +282,7 @@ def worker(specs, parts):
         os.remove(summary["files"]["model"])
         recalibrated = None
         if s["method"] not in ("sup_tickets", "dense"):
-            (x_train, _), (x_test, y_test) = fashion_mnist.load_data(
-                summary["config"]
-            )
-            if keras_dst.superposition.recalibrate_batchnorm(
-                model, x_train.astype("float32"), batch_size=128
-            ):
-                recalibrated = float(
-                    model.evaluate(
-                        x_test.astype("float32"),
-                        y_test,
-                        batch_size=256,
-                        verbose=0,
-                    )[1]
-                )
+            recalibrated = bn_control(fashion_mnist, model, summary["config"])
         record = dict(s)
         record.update(
             test_accuracy=summary["test_accuracy"],
@@ -312,7 +298,9 @@ def worker(specs, parts):
         )
         if s["method"] == "sup_tickets":
             # Epochs completed before the first cycle (the DST phase).
-            steps = -(-len(x_train_of(fashion_mnist, summary)) // 128)
+            config = summary["config"]
+            x_train = fashion_mnist.load_data(config)[0][0]
+            steps = -(-len(x_train) // config["batch_size"])
             phases = keras_dst.superposition.plan_cycles(
                 s["epochs"],
                 steps,
@@ -327,10 +315,6 @@ def worker(specs, parts):
             f" [{record['wall_s']:.0f} s]",
             flush=True,
         )
-
-
-def x_train_of(fashion_mnist, summary):
-    return fashion_mnist.load_data(summary["config"])[0][0]
 
 
 # -- statistics ------------------------------------------------------------
@@ -880,15 +864,8 @@ def orchestrate(args):
     wanted = {key_of(s) for s in specs}
     runs = [r for p in parts for r in read_parts(p) if key_of(r) in wanted]
     payload = {
-        "command": command_line(),
-        "started_at": started,
-        "finished_at": now_iso(),
-        "elapsed_s": time.time() - t0,
+        **run_provenance(started, t0, git_start),
         "config": run_config(args),
-        "versions": versions(),
-        "machine": machine_info(),
-        "git": git_start,
-        "git_at_end": git_info(),
         "failed_workers": len(failed),
         "runs": sorted(runs, key=key_of),
     }

@@ -5,6 +5,7 @@ Shared by the benchmark scripts so that every results file records the
 same facts the same way.
 """
 
+import datetime
 import hashlib
 import importlib.metadata
 import os
@@ -12,6 +13,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DISTRIBUTIONS = (
@@ -125,3 +127,31 @@ def write_markdown_keeping_notes(path, lines):
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
+
+
+def now_iso():
+    """The current UTC time to the second, ISO 8601."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+
+
+def run_provenance(started_at, t0, git_start):
+    """What a results file records about the run that wrote it.
+
+    Args:
+        started_at: `now_iso()` when the run began.
+        t0: `time.time()` when the run began.
+        git_start: `git_info()` when the run began (what the workers
+            loaded); the state at the end is recorded beside it.
+    """
+    return {
+        "command": command_line(),
+        "started_at": started_at,
+        "finished_at": now_iso(),
+        "elapsed_s": time.time() - t0,
+        "versions": versions(),
+        "machine": machine_info(),
+        "git": git_start,
+        "git_at_end": git_info(),
+    }

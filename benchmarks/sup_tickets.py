@@ -101,7 +101,6 @@ text below the notes marker in the markdown is kept.
 """
 
 import argparse
-import datetime
 import json
 import math
 import os
@@ -117,6 +116,7 @@ if ROOT not in sys.path:
 from benchmarks.provenance import command_line  # noqa: E402
 from benchmarks.provenance import git_info  # noqa: E402
 from benchmarks.provenance import machine_info  # noqa: E402
+from benchmarks.provenance import now_iso  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
 from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
@@ -1198,14 +1198,6 @@ ENV_STARTED = "SUP_TICKETS_STARTED"
 ENV_T0 = "SUP_TICKETS_T0"
 # Flags that select what runs, not how: a resumed file may differ in them.
 SELECTION = ("models", "bases", "sparsities", "seeds", "variants")
-
-
-def now_iso():
-    return (
-        datetime.datetime.now(datetime.timezone.utc)
-        .replace(microsecond=0)
-        .isoformat()
-    )
 
 
 def paths(args):
