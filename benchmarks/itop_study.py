@@ -103,6 +103,13 @@ def parse_args(argv=None):
     p.add_argument("--sup_interval", type=int, default=100)
     p.add_argument("--num_tickets", type=int, default=3)
     p.add_argument("--cyclic_fraction", type=float, default=0.1)
+    p.add_argument(
+        "--learning_rate",
+        type=float,
+        default=None,
+        help="Initial SGD learning rate of every run (default: the "
+        "example's own); for learning-rate controls under their own --name.",
+    )
     p.add_argument("--backend", default="jax")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="A tiny grid.")
@@ -142,6 +149,7 @@ def spec(part, model, method, sparsity, seed, epochs, args, **extra):
         "weight_init": "sparse_scaled",
         "growth": None,
         "validate": False,
+        "learning_rate": args.learning_rate,
     }
     out.update(extra)
     return out
@@ -266,6 +274,7 @@ def worker(specs, parts):
             update_interval=s["update_interval"],
             weight_init=s["weight_init"],
             validate=s["validate"],
+            learning_rate=s.get("learning_rate"),
             output_dir=out_dir,
             verbose=0,
         )
@@ -295,6 +304,7 @@ def worker(specs, parts):
             train_time_s=summary["train_time_s"],
             wall_s=time.time() - start,
             backend=summary["backend"],
+            learning_rate=summary["config"]["learning_rate"],
         )
         if s["method"] == "sup_tickets":
             # Epochs completed before the first cycle (the DST phase).
@@ -486,6 +496,13 @@ def init_table(runs):
 # -- report ----------------------------------------------------------------
 
 
+def learning_rates(runs):
+    values = sorted(
+        {r["learning_rate"] for r in runs if r.get("learning_rate")}
+    )
+    return ", ".join(f"{v:g}" for v in values) or "the example's default"
+
+
 def pct(mean_se):
     mean, err = mean_se
     return f"{100 * mean:.2f} ± {100 * err:.2f}"
@@ -506,6 +523,9 @@ def write_markdown(path, payload, plots):
         f"- Data: Fashion-MNIST, {cfg['train_subset'] or 60000} training "
         "images, the full 10,000 test images; accuracy is mean ± standard "
         f"error over seeds {cfg['seeds']}.",
+        "- Initial learning rate (the same for dense and sparse runs): "
+        + learning_rates(runs)
+        + ".",
         "",
     ]
     found = explore_claims(runs)
@@ -813,6 +833,7 @@ def run_config(args):
         "sup_interval",
         "num_tickets",
         "cyclic_fraction",
+        "learning_rate",
         "backend",
         "jobs",
     )

@@ -67,6 +67,14 @@ class ItopStudyTest(absltest.TestCase):
         self.assertLen(sup, 2 * 2 * 3 * 2)
         self.assertTrue(all(s["validate"] for s in sup))
         self.assertLen({itop_study.key_of(s) for s in specs}, len(specs))
+        # No --learning_rate: every run keeps the example's own.
+        self.assertTrue(all(s["learning_rate"] is None for s in specs))
+
+    def test_learning_rate_reaches_every_run(self):
+        args = itop_study.parse_args(["--learning_rate=0.02", "--seeds=0"])
+        specs = itop_study.specs_for(args)
+        self.assertTrue(all(s["learning_rate"] == 0.02 for s in specs))
+        self.assertEqual(itop_study.run_config(args)["learning_rate"], 0.02)
 
     def test_explore_claims(self):
         found = itop_study.explore_claims(explore_runs())
@@ -151,6 +159,12 @@ class ItopStudyTest(absltest.TestCase):
             self.assertIn("held in 3 of 3", text)
             self.assertIn("{100: 2}", text)
             self.assertIn("SET-ITOP lenet300 at 10 epochs", text)
+            # Runs without a recorded rate used the example's default.
+            self.assertIn("runs): the example's default.", text)
+            for r in payload["runs"]:
+                r["learning_rate"] = 0.02
+            with open(itop_study.write_report(args, payload)) as f:
+                self.assertIn("sparse runs): 0.02.", f.read())
             if "![" in text:  # matplotlib installed
                 self.assertTrue(
                     os.path.exists(os.path.join(out, "itop_study_explore.png"))
