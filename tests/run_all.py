@@ -24,7 +24,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def command(backend, argv):
     env = dict(os.environ, KERAS_BACKEND=backend)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return [sys.executable, "-m", "pytest", "-q", "tests", *argv], env
+    # The ten slowest tests close each backend's output: suite time is a
+    # budget (well under 20 minutes on 2 cores), so CI shows where it goes.
+    cmd = [sys.executable, "-m", "pytest", "-q", "--durations=10", "tests"]
+    return [*cmd, *argv], env
 
 
 def report(backend, code, took):
