@@ -757,6 +757,9 @@ def write_plots(prefix, payload):
                             label=f"{LABELS[method]} {s:g}",
                         )
             row[1].set_xscale("log")
+            ticks = sorted({k[2] for k in fixed})
+            row[1].set_xticks(ticks, [str(e) for e in ticks])
+            row[1].minorticks_off()
             row[1].set_xlabel("training epochs")
             row[1].set_ylabel("test accuracy (best ΔT)")
             row[1].set_title(
