@@ -529,7 +529,8 @@ def write_markdown(path, payload, plots):
         "",
     ]
     found = explore_claims(runs)
-    if found["reliable"]:
+    untested = "not tested here (needs two or more {})"
+    if any(r["part"] == "explore" for r in runs):
         lines += [
             "## Exploration (ITOP)",
             "",
@@ -566,13 +567,23 @@ def write_markdown(path, payload, plots):
             "",
             "Claims (seed means, cell by cell):",
             "",
-            f"1. **R_s grows with training length**: held in {held} of "
-            f"{total} (model, method, sparsity, ΔT) cells.",
+            "1. **R_s grows with training length**: "
+            + (
+                f"held in {held} of {total} (model, method, sparsity, ΔT) "
+                "cells."
+                if total
+                else untested.format("lengths") + "."
+            ),
         ]
         held, total = found["interval"]
         lines.append(
-            f"2. **R_s grows with smaller ΔT** at a fixed length: held in "
-            f"{held} of {total} (model, method, sparsity, length) cells."
+            "2. **R_s grows with smaller ΔT** at a fixed length: "
+            + (
+                f"held in {held} of {total} (model, method, sparsity, "
+                "length) cells."
+                if total
+                else untested.format("ΔT") + "."
+            )
         )
         best = {}
         for item in found["reliable"]:
@@ -581,11 +592,15 @@ def write_markdown(path, payload, plots):
         smallest = min(cfg["intervals"])
         lines.append(
             "3. **Accuracy rises with R_s while exploration is reliable**: "
-            "the ΔT with the best accuracy per (model, method, sparsity, "
-            f"length) cell: {dict(sorted(best.items()))} (the smallest, "
-            f"ΔT={smallest}, has the highest R_s; a best ΔT above it means "
-            "more exploration stopped paying once grown weights had too few "
-            "steps to train)."
+            + (
+                "the ΔT with the best accuracy per (model, method, sparsity, "
+                f"length) cell: {dict(sorted(best.items()))} (the smallest, "
+                f"ΔT={smallest}, has the highest R_s; a best ΔT above it "
+                "means more exploration stopped paying once grown weights "
+                "had too few steps to train)."
+                if best
+                else untested.format("ΔT") + "."
+            )
         )
         reached = [
             g
