@@ -170,6 +170,33 @@ class ItopStudyTest(absltest.TestCase):
                     os.path.exists(os.path.join(out, "itop_study_explore.png"))
                 )
 
+    def test_report_with_one_interval_keeps_the_exploration_table(self):
+        args = itop_study.parse_args(
+            ["--parts=explore", "--seeds=0,1,2", "--intervals=100"]
+        )
+        runs = [
+            r for r in explore_runs() if r["update_interval"] in (None, 100)
+        ]
+        payload = {
+            "command": "python benchmarks/itop_study.py --intervals=100",
+            "elapsed_s": 60.0,
+            "machine": {"cpu_model": "cpu", "cpus_available": 2},
+            "versions": {"keras": "3"},
+            "git": {"commit": "x"},
+            "config": itop_study.run_config(args),
+            "runs": runs,
+        }
+        with tempfile.TemporaryDirectory() as out:
+            args.output_dir = out
+            with open(itop_study.write_report(args, payload)) as f:
+                text = f.read()
+        self.assertIn("## Exploration (ITOP)", text)
+        self.assertIn("| lenet300 | SET-ITOP | 0.9 | 10 |", text)
+        self.assertIn("held in 1 of 1", text)  # R_s vs length
+        self.assertEqual(
+            text.count("not tested here (needs two or more ΔT)"), 2
+        )
+
 
 if __name__ == "__main__":
     absltest.main()
