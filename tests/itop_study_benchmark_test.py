@@ -54,6 +54,20 @@ def explore_runs():
     return runs
 
 
+def study_payload(args, runs):
+    """What `orchestrate` would write for `runs` (provenance made up)."""
+    return {
+        "command": "python benchmarks/itop_study.py",
+        "elapsed_s": 60.0,
+        "machine": {"cpu_model": "cpu", "cpus_available": 2},
+        "versions": {"keras": "3"},
+        "git": {"commit": "x"},
+        "git_at_end": {"commit": "x"},
+        "config": itop_study.run_config(args),
+        "runs": runs,
+    }
+
+
 class ItopStudyTest(absltest.TestCase):
     def test_grid_counts_and_unique_keys(self):
         args = itop_study.parse_args(["--seeds=0,1"])
@@ -141,16 +155,7 @@ class ItopStudyTest(absltest.TestCase):
 
     def test_report_writes_markdown_and_plots(self):
         args = itop_study.parse_args(["--parts=explore", "--seeds=0,1,2"])
-        payload = {
-            "command": "python benchmarks/itop_study.py",
-            "elapsed_s": 60.0,
-            "machine": {"cpu_model": "cpu", "cpus_available": 2},
-            "versions": {"keras": "3"},
-            "git": {"commit": "x"},
-            "git_at_end": {"commit": "x"},
-            "config": itop_study.run_config(args),
-            "runs": explore_runs(),
-        }
+        payload = study_payload(args, explore_runs())
         with tempfile.TemporaryDirectory() as out:
             args.output_dir = out
             path = itop_study.write_report(args, payload)
@@ -177,15 +182,7 @@ class ItopStudyTest(absltest.TestCase):
         runs = [
             r for r in explore_runs() if r["update_interval"] in (None, 100)
         ]
-        payload = {
-            "command": "python benchmarks/itop_study.py --intervals=100",
-            "elapsed_s": 60.0,
-            "machine": {"cpu_model": "cpu", "cpus_available": 2},
-            "versions": {"keras": "3"},
-            "git": {"commit": "x"},
-            "config": itop_study.run_config(args),
-            "runs": runs,
-        }
+        payload = study_payload(args, runs)
         with tempfile.TemporaryDirectory() as out:
             args.output_dir = out
             with open(itop_study.write_report(args, payload)) as f:
