@@ -51,9 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import now_iso  # noqa: E402
 from benchmarks.provenance import run_provenance  # noqa: E402
+from benchmarks.provenance import run_start  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
 from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
@@ -947,7 +946,7 @@ def run_config(args):
 def orchestrate(args, argv):
     os.makedirs(args.output_dir, exist_ok=True)
     os.makedirs(args.work_dir, exist_ok=True)
-    started, t0, git_start = now_iso(), time.time(), git_info()
+    start = run_start()
     pending = []
     for wid, backend, specs in workers(args):
         parts = os.path.join(args.work_dir, f"{wid}.jsonl")
@@ -998,7 +997,7 @@ def orchestrate(args, argv):
                 if r["method"] == "tfmot_gmp":
                     tfmot_versions = r["versions"]
     payload = {
-        **run_provenance(started, t0, git_start),  # git: what workers loaded
+        **run_provenance(start),  # git: what the workers loaded
         "config": run_config(args),
         "tfmot_versions": tfmot_versions,
         "failed_workers": failed,

@@ -136,22 +136,26 @@ def now_iso():
     )
 
 
-def run_provenance(started_at, t0, git_start):
+def run_start():
+    """What `run_provenance` needs from the moment a run begins: the time
+    (ISO and `time.time()`) and `git_info()` (what the workers load)."""
+    return {"started_at": now_iso(), "t0": time.time(), "git": git_info()}
+
+
+def run_provenance(start):
     """What a results file records about the run that wrote it.
 
     Args:
-        started_at: `now_iso()` when the run began.
-        t0: `time.time()` when the run began.
-        git_start: `git_info()` when the run began (what the workers
-            loaded); the state at the end is recorded beside it.
+        start: `run_start()` when the run began; the git state at the end
+            is recorded beside the one at the start.
     """
     return {
         "command": command_line(),
-        "started_at": started_at,
+        "started_at": start["started_at"],
         "finished_at": now_iso(),
-        "elapsed_s": time.time() - t0,
+        "elapsed_s": time.time() - start["t0"],
         "versions": versions(),
         "machine": machine_info(),
-        "git": git_start,
+        "git": start["git"],
         "git_at_end": git_info(),
     }
