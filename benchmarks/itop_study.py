@@ -61,9 +61,8 @@ from benchmarks.accuracy import csv  # noqa: E402
 from benchmarks.accuracy import git_line  # noqa: E402
 from benchmarks.accuracy import mean_std  # noqa: E402
 from benchmarks.accuracy import read_parts  # noqa: E402
-from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import now_iso  # noqa: E402
 from benchmarks.provenance import run_provenance  # noqa: E402
+from benchmarks.provenance import run_start  # noqa: E402
 from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
 
 PARTS = ("explore", "init", "sup")
@@ -503,6 +502,17 @@ def learning_rates(runs):
     return ", ".join(f"{v:g}" for v in values) or "the example's default"
 
 
+def untested(needs):
+    return f"not tested here (needs two or more {needs})."
+
+
+def held_in(held, total, cells, needs):
+    """A claim's verdict over `cells`, or why this grid cannot test it."""
+    if not total:
+        return untested(needs)
+    return f"held in {held} of {total} {cells} cells."
+
+
 def pct(mean_se):
     mean, err = mean_se
     return f"{100 * mean:.2f} ± {100 * err:.2f}"
@@ -529,7 +539,6 @@ def write_markdown(path, payload, plots):
         "",
     ]
     found = explore_claims(runs)
-    untested = "not tested here (needs two or more {})"
     if any(r["part"] == "explore" for r in runs):
         lines += [
             "## Exploration (ITOP)",
@@ -568,22 +577,12 @@ def write_markdown(path, payload, plots):
             "Claims (seed means, cell by cell):",
             "",
             "1. **R_s grows with training length**: "
-            + (
-                f"held in {held} of {total} (model, method, sparsity, ΔT) "
-                "cells."
-                if total
-                else untested.format("lengths") + "."
-            ),
+            + held_in(held, total, "(model, method, sparsity, ΔT)", "lengths"),
         ]
         held, total = found["interval"]
         lines.append(
             "2. **R_s grows with smaller ΔT** at a fixed length: "
-            + (
-                f"held in {held} of {total} (model, method, sparsity, "
-                "length) cells."
-                if total
-                else untested.format("ΔT") + "."
-            )
+            + held_in(held, total, "(model, method, sparsity, length)", "ΔT")
         )
         best = {}
         for item in found["reliable"]:
@@ -599,7 +598,7 @@ def write_markdown(path, payload, plots):
                 "means more exploration stopped paying once grown weights "
                 "had too few steps to train)."
                 if best
-                else untested.format("ΔT") + "."
+                else untested("ΔT")
             )
         )
         reached = [
@@ -861,7 +860,7 @@ def run_config(args):
 def orchestrate(args):
     os.makedirs(args.output_dir, exist_ok=True)
     os.makedirs(args.work_dir, exist_ok=True)
-    started, t0, git_start = now_iso(), time.time(), git_info()
+    start = run_start()
     specs = specs_for(args)
     for s in specs:
         if s["part"] == "sup":
@@ -903,7 +902,7 @@ def orchestrate(args):
     wanted = {key_of(s) for s in specs}
     runs = [r for p in parts for r in read_parts(p) if key_of(r) in wanted]
     payload = {
-        **run_provenance(started, t0, git_start),
+        **run_provenance(start),  # git: what the workers loaded
         "config": run_config(args),
         "failed_workers": len(failed),
         "runs": sorted(runs, key=key_of),
