@@ -457,7 +457,9 @@ def train_and_report(model, callback, train, test, config, fit_kwargs=None):
         keras_dst.plot_history(
             history, summary["files"]["plot"], callback=callback
         )
-    model.save(summary["files"]["model"])
+    # keras_dst.save_model: deflated, and it records the layers made
+    # sparse inside other layers (keras-hub blocks) for load_model.
+    keras_dst.save_model(model, summary["files"]["model"])
     with open(summary["files"]["summary"], "w") as f:
         json.dump(summary, f, indent=2, default=_json_default)
 

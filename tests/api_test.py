@@ -83,7 +83,9 @@ PUBLIC_API = {
         "SparseEmbedding",
         "SparseLayer",
         "SparseMultiHeadAttention",
+        "SparseReversibleEmbedding",
         "masked_weight_property",
+        "sparse_twin",
     ],
     "keras_dst.masks": [
         "WEIGHT_INITS",

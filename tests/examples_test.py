@@ -22,6 +22,7 @@ import keras_dst
 from examples import cifar100
 from examples import common
 from examples import fashion_mnist
+from examples import vit_fashion_mnist
 from tests.test_case import TestCase
 
 FLAGS = flags.FLAGS
@@ -44,6 +45,12 @@ RUNS = (
     ("cifar100", "resnet34", "static"),
     ("cifar100", "vgg16", "dense"),
 )  # gmp: test_gmp_cubic_schedule_and_reload_predictions
+
+
+def keras_hub_vit_classifier():
+    import keras_hub
+
+    return keras_hub.models.ViTImageClassifier
 
 
 def setUpModule():
@@ -193,6 +200,32 @@ class ExamplesTest(TestCase):
         first = summary["history"]["sparsity"][0]
         self.assertAlmostEqual(first, expected, delta=len(sizes) / sum(sizes))
         self.assertLess(first, summary["sparsity"])
+
+    def test_vit_from_keras_hub_trains_sparse(self):
+        # keras-hub's ViT classifier, its backbone made sparse in place:
+        # the saved file loads with the stock loader (the layers inside
+        # keras-hub's blocks come back sparse) and scores the same.
+        out, saver = self.smoke_flags(model="vit", method="itop_rigl")
+        with saver:
+            vit_fashion_mnist.main(["script"])
+        summary = self.read_summary(out)
+        self.assertEqual(summary["config"]["model"], "vit")
+        self.assertLen(summary["layers"], 8)  # patches, positions, 4 + 2
+        n_layers, size = len(summary["layers"]), summary["sparse_weights"]
+        self.assertAlmostEqual(
+            summary["sparsity"], 0.8, delta=0.5 * n_layers / size
+        )
+        self.assertGreater(summary["updates"], 0)
+        self.assertGreater(summary["itop_rate"], 1.0 - summary["sparsity"])
+        loaded = keras.saving.load_model(summary["files"]["model"])
+        self.assertIsInstance(loaded, keras_hub_vit_classifier())
+        expected = {r["path"]: r["active"] for r in summary["layers"]}
+        self.assertModelExactSparsity(loaded, expected)
+        _, (x_test, y_test) = fashion_mnist.load_data(summary["config"])
+        _, accuracy = loaded.evaluate(
+            x_test.astype("float32") / 255.0, y_test, verbose=0
+        )
+        self.assertEqual(accuracy, summary["test_accuracy"])
 
     def test_plot_and_tensorboard_flags(self):
         logs = self.create_tempdir().full_path

@@ -94,24 +94,55 @@ class LayerInternalsTest(TestCase):
         with self.assertRaisesRegex(TypeError, "keras.layers.Layer"):
             keras_internals.sublayers("dense")
 
-    def test_forget_sublayer_drops_its_weights(self):
-        pair = Pair()
-        pair(np.zeros((1, 3), "float32"))
-        self.assertLen(pair.weights, 4)
-        keras_internals.forget_sublayer(pair, pair.zeta)
-        self.assertEqual(
-            [x.name for x in keras_internals.sublayers(pair)], ["alpha"]
-        )
+    def test_unlocked_lets_a_built_layer_take_variables(self):
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        with self.assertRaisesRegex(ValueError, "already built"):
+            layer.add_weight(name="extra", shape=(1,))
+        with keras_internals.unlocked(layer):
+            layer.add_weight(name="extra", shape=(1,))
         self.assertLen(
-            pair.weights,
-            2,
-            changed(
-                "`Layer._layers`",
-                "removing a sub-layer from it to drop its weights",
-            ),
+            layer.weights,
+            3,
+            changed("`Layer._tracker`", "to unlock a built layer's state"),
         )
-        with self.assertRaisesRegex(ValueError, "not a sub-layer"):
-            keras_internals.forget_sublayer(pair, pair.zeta)
+        with self.assertRaisesRegex(ValueError, "already built"):
+            layer.add_weight(name="more", shape=(1,))  # locked again
+        keras_internals.untrack_variable(layer, layer.weights[-1])
+        self.assertLen(
+            layer.weights,
+            2,
+            changed("`Layer._untrack_variable`", "to drop a variable"),
+        )
+
+    def test_change_class_drops_the_quantize_wrapper(self):
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        undo = keras_internals.change_class(layer, keras_dst.layers.SparseDense)
+        self.assertIs(type(layer), keras_dst.layers.SparseDense)
+        # The sparse class's refusal, not the wrapper of Dense.quantize.
+        with self.assertRaisesRegex(NotImplementedError, "strip"):
+            layer.quantize("int8")
+        undo()
+        self.assertIs(type(layer), keras.layers.Dense)
+        layer.quantize("int8")  # Keras's own wrapper again
+        self.assertEqual(layer.quantization_mode, "int8")
+
+    def test_is_graph_model(self):
+        x = keras.Input((3,))
+        functional = keras.Model(x, keras.layers.Dense(2)(x))
+        sequential = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(2)]
+        )
+
+        class OwnConfig(keras.Model):
+            def get_config(self):
+                return {}
+
+        self.assertTrue(keras_internals.is_graph_model(functional))
+        self.assertTrue(keras_internals.is_graph_model(sequential))
+        self.assertFalse(keras_internals.is_graph_model(keras.layers.Dense(2)))
+        self.assertFalse(keras_internals.is_graph_model(OwnConfig()))
 
     def test_is_functional(self):
         x = keras.Input((3,))
@@ -133,8 +164,6 @@ class LayerInternalsTest(TestCase):
                 return x
 
         self.assertFalse(keras_internals.is_functional(Subclassed()))
-        with self.assertRaisesRegex(ValueError, "subclassed model"):
-            keras_dst.sparsify(Subclassed())
 
 
 # name: (optimizer, kernel-shaped slots per kernel). Built-in optimizers,

@@ -90,6 +90,13 @@ LAYER_SPECS = {
         shape=(4, 5),
         vocab=12,
     ),
+    "SparseReversibleEmbedding": dict(
+        cls=sparse.SparseReversibleEmbedding,
+        plain=keras.layers.ReversibleEmbedding,
+        kwargs=dict(input_dim=12, output_dim=6),
+        shape=(4, 5),
+        vocab=12,
+    ),
     "SparseMultiHeadAttention": dict(
         cls=sparse.SparseMultiHeadAttention,
         plain=keras.layers.MultiHeadAttention,
@@ -575,6 +582,56 @@ class SparseLayersTest(TestCase):
         layer.set_mask(mask, optimizer=model.optimizer)
         model.fit(x, y, batch_size=16, verbose=0)
         self.assertExactSparsity(layer, 8)
+
+    def test_untied_reversible_embedding_masks_both_tables(self):
+        layer = sparse.SparseReversibleEmbedding(
+            12, 6, tie_weights=False, sparsity=0.5, mask_seed=3
+        )
+        ids = np.arange(8, dtype="int32").reshape(2, 4)
+        hidden = self.to_numpy(layer(ids))
+        projection = layer.reverse_projection
+        self.assertEqual(
+            [keras_dst.layer_path(x) for x in keras_dst.sparse_layers(layer)],
+            [layer.name, f"{layer.name}/reverse_projection"],
+        )
+        # Each table has its own exact mask; the projection's variable
+        # is saved once, in the projection.
+        for part in (layer, projection):
+            self.assertExactSparsity(part, 36)
+        self.assertFalse(
+            np.array_equal(layer.get_mask(), projection.get_mask().T)
+        )
+        self.assertLen(layer.weights, 10)
+        table = self.to_numpy(layer.kernel_variable) * layer.get_mask()
+        np.testing.assert_allclose(hidden, table[ids], rtol=1e-6)
+        reverse = self.to_numpy(projection.kernel_variable)
+        np.testing.assert_allclose(
+            self.to_numpy(layer(hidden, reverse=True)),
+            hidden @ (reverse * projection.get_mask()),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        # Saved and loaded with the model; stripped to the Keras layer.
+        inputs = keras.Input((4,), dtype="int32")
+        model = keras.Model(inputs, layer(layer(inputs), reverse=True))
+        path = os.path.join(self.tempdir(), "m.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        for a, b in zip(
+            keras_dst.sparse_layers(model), keras_dst.sparse_layers(loaded)
+        ):
+            np.testing.assert_array_equal(a.get_mask(), b.get_mask())
+        np.testing.assert_array_equal(
+            loaded.predict(ids, verbose=0), model.predict(ids, verbose=0)
+        )
+        stripped = keras_dst.strip(model)
+        plain = stripped.layers[1]
+        self.assertIs(type(plain), keras.layers.ReversibleEmbedding)
+        np.testing.assert_allclose(
+            stripped.predict(ids, verbose=0),
+            model.predict(ids, verbose=0),
+            rtol=1e-6,
+        )
 
     def test_lora_and_quantize_refused(self):
         layer = sparse.SparseDense(3)

@@ -14,6 +14,7 @@ Nothing else in keras_dst touches a private Keras name.
 """
 
 import collections.abc
+import contextlib
 
 import keras
 
@@ -94,32 +95,144 @@ def walk_layers(root):
     return found
 
 
-def forget_sublayer(layer, sublayer):
-    """Stops `layer` tracking `sublayer` (its weights leave `layer`'s).
+@contextlib.contextmanager
+def unlocked(layer):
+    """Lets a built `layer` take new variables inside the `with` block.
 
-    For a layer that replaces a sub-layer after `build` (e.g.
-    `SparseMultiHeadAttention` swapping each `EinsumDense` for its sparse
-    twin): assigning the new one to the attribute tracks it, but Keras
-    keeps the old one in `Layer._layers`, and so its weights.
+    Keras locks a layer's state when `build` ends ("You cannot add new
+    elements of state ... to a layer that is already built"). Turning a
+    built layer sparse in place adds its mask, explored union and probe
+    afterwards, as Keras's own `Dense.enable_lora` and `quantize` do: they
+    unlock the layer's tracker, add the variables and lock it again.
 
-    Why private: Keras has no public way to untrack a sub-layer.
+    Why private: Keras has no public way to add state to a built layer;
+    `Layer._tracker` is what `enable_lora` and the `quantize` wrapper
+    unlock.
 
     Args:
-        layer: the layer that tracks `sublayer`.
-        sublayer: one of `sublayers(layer)`.
+        layer: a `keras.layers.Layer`.
     """
-    children = getattr(layer, "_layers", None)
-    if not isinstance(children, list):
+    tracker = getattr(layer, "_tracker", None)
+    if tracker is None or not all(
+        hasattr(tracker, name) for name in ("lock", "unlock", "locked")
+    ):
         raise _changed(
-            "`Layer._layers`",
-            "to remove a replaced sub-layer from its parent's list",
+            "`Layer._tracker`",
+            "to unlock a built layer's state and add the sparse variables "
+            "to it, as `Dense.enable_lora` does",
         )
-    if not any(child is sublayer for child in children):
-        raise ValueError(
-            f"`sublayer` '{sublayer.name}' is not a sub-layer of "
-            f"'{layer.name}'."
+    was_locked = tracker.locked
+    tracker.unlock()
+    try:
+        yield layer
+    finally:
+        if was_locked:
+            tracker.lock()
+
+
+# Methods Keras wraps per instance in `Layer.__new__` (the wrapper calls
+# the method of the class the layer had when it was created).
+_INSTANCE_WRAPPED = ("quantize",)
+
+
+def change_class(layer, cls):
+    """Makes `layer` an instance of `cls`, a subclass of its own class's
+    Keras parent (e.g. `Dense` -> `SparseDense`), keeping its state.
+
+    Python's `__class__` assignment; the layer's variables, sub-layers
+    and call history stay as they are. Keras's `Layer.__new__` binds a
+    wrapper of `quantize` to each instance, calling the method of the
+    class the layer was created with: the instance attribute is dropped
+    so that `cls`'s method applies (a sparse layer refuses quantization
+    with a clear error). `build` keeps its wrapper: `layer` is built.
+
+    Why private: the per-instance wrappers of `Layer.__new__` are Keras
+    internals.
+
+    Args:
+        layer: a built `keras.layers.Layer`.
+        cls: the new class.
+
+    Returns:
+        A function without arguments that undoes the change.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(
+            "`layer` must be a keras.layers.Layer. Received: "
+            f"{type(layer).__name__}."
         )
-    children.remove(sublayer)
+    original = type(layer)
+    wrappers = {}
+    for name in _INSTANCE_WRAPPED:
+        if name not in vars(layer):
+            raise _changed(
+                f"the per-instance `{name}` wrapper of `Layer.__new__`",
+                f"to drop it so the sparse class's `{name}` applies",
+            )
+        wrappers[name] = vars(layer)[name]
+    layer.__class__ = cls
+    for name in wrappers:
+        object.__delattr__(layer, name)
+
+    def undo():
+        layer.__class__ = original
+        for name, wrapper in wrappers.items():
+            object.__setattr__(layer, name, wrapper)
+
+    return undo
+
+
+def untrack_variable(layer, variable):
+    """Removes `variable` from `layer`'s weights (undoing `add_weight`).
+
+    Why private: Keras has no public way to drop a layer's variable;
+    `Layer._untrack_variable` is what Keras uses itself.
+
+    Args:
+        layer: a `keras.layers.Layer`.
+        variable: one of its own variables.
+    """
+    untrack = getattr(layer, "_untrack_variable", None)
+    if not callable(untrack):
+        raise _changed(
+            "`Layer._untrack_variable`",
+            "to drop the variables of a conversion that failed half-way",
+        )
+    untrack(variable)
+
+
+def is_graph_model(layer):
+    """Whether `layer` is a model whose config holds its layers' configs.
+
+    True for `keras.Sequential` and Functional models (nested ones too)
+    whose `get_config` and `from_config` are Keras's own: loading one
+    rebuilds each of its layers from the layer's own config, so a layer
+    turned sparse in place there comes back sparse. False for a
+    subclassed model, a plain layer, and a Functional subclass that
+    writes its own config (keras-hub's backbones save their constructor
+    arguments and rebuild their layers in `__init__`).
+
+    Why private: Keras exports neither the Functional class nor a test
+    of whether a class kept its config methods.
+
+    Args:
+        layer: any object.
+
+    Returns:
+        A bool.
+    """
+    if not is_functional(layer) and not isinstance(layer, keras.Sequential):
+        return False
+    base = keras.Sequential if isinstance(layer, keras.Sequential) else None
+    if base is None:
+        from keras.src.models.functional import Functional
+
+        base = Functional
+    cls = type(layer)
+    return (
+        cls.get_config is base.get_config
+        and cls.from_config.__func__ is base.from_config.__func__
+    )
 
 
 def is_functional(model):

@@ -1,7 +1,4 @@
-"""Copying weights between a layer and its sparse (or plain) twin."""
-
-import keras
-import numpy as np
+"""A model's weights without the variables of the sparse mechanism."""
 
 from keras_dst.layers.model_walk import sparse_layers
 
@@ -16,30 +13,7 @@ def sparse_extras(layer):
 
 
 def core_weights(layer):
-    """`layer.weights` without the sparse extras, in Keras's order."""
+    """`layer.weights` without the sparse extras, in Keras's order: the
+    weights the same model without keras_dst has."""
     extras = {id(v) for v in sparse_extras(layer)}
     return [v for v in layer.weights if id(v) not in extras]
-
-
-def copy_core_weights(source, target, transform=None):
-    """Assigns `source`'s core weights to `target`'s, checked by name/shape.
-
-    `transform(variable_of_source) -> value` may replace a value (e.g. to
-    apply a mask); by default each value is copied as is.
-    """
-    src, dst = core_weights(source), core_weights(target)
-    if len(src) != len(dst):
-        raise ValueError(
-            f"Cannot copy weights from layer '{source.name}' to "
-            f"'{target.name}': {len(src)} vs {len(dst)} weights."
-        )
-    for a, b in zip(src, dst):
-        if a.name != b.name or tuple(a.shape) != tuple(b.shape):
-            raise ValueError(
-                f"Cannot copy weight '{a.path}' {tuple(a.shape)} of layer "
-                f"'{source.name}' to '{b.path}' {tuple(b.shape)}."
-            )
-        value = transform(a) if transform else a.value
-        # A host copy: on JAX, assigning one variable's buffer to another
-        # can alias it, and a later donated train step deletes it.
-        b.assign(np.array(keras.ops.convert_to_numpy(value)))

@@ -19,7 +19,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_dst.convert.sparsify import check_cloneable
+from keras_dst.convert.sparsify import check_model
 from keras_dst.export import litert_inspect
 from keras_dst.export.strip import strip
 
@@ -330,7 +330,7 @@ def export_litert(model, path, quantize=None, sample=None, rtol=None):
     rtol = _check_args(path, quantize, rtol)
     path = os.fspath(path)
     _require_tensorflow()
-    check_cloneable(model, "export_litert")
+    check_model(model, "export_litert")
     inputs = _sample_inputs(model, sample)
     stripped = strip(model)
     expected = stripped(

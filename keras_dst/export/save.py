@@ -1,6 +1,8 @@
 """`save_model`: a `.keras` archive with deflate compression, optionally
 with float16 values, that the stock `keras.saving.load_model` reads."""
 
+import io
+import json
 import os
 import shutil
 import tempfile
@@ -10,12 +12,16 @@ import h5py
 import keras
 import numpy as np
 
+from keras_dst.convert.model_copy import sparse_record
+from keras_dst.convert.model_copy import wrap_config
 from keras_dst.export.strip import strip
 from keras_dst.layers.model_walk import sparse_layers
 from keras_dst.utils.checks import check_choice
 
-# The weights member of a `.keras` archive (the documented file format).
+# The weights and config members of a `.keras` archive (the documented
+# file format).
 _WEIGHTS_MEMBER = "model.weights.h5"
+_CONFIG_MEMBER = "config.json"
 _VALUES = (None, "float16")
 _CHUNK = 1 << 20
 
@@ -32,6 +38,18 @@ def save_model(model, path, compress=True, values=None):
     (import `keras_dst` first, as for any model holding its layers) with
     every variable bit-identical (weights, masks, explored unions,
     gradient probes, optimizer state), so training can resume from it.
+
+    Layers that `keras_dst.sparsify` made sparse inside other layers (a
+    keras-hub backbone's attention and feed-forward layers, the layers of
+    a subclassed model) are not described by the model's config, which
+    only says how to build the plain model. This function records them in
+    the archive's `config.json` (the model's config, wrapped in a
+    `keras_dst>SparsifiedModel` entry listing them), so that
+    `keras.saving.load_model` builds the model, turns them sparse again
+    and loads every variable. `model.save(path)` writes no such record:
+    its file does not load (Keras reports more variables than the plain
+    layer expects). `model.save_weights` and `BackupAndRestore` need none:
+    they load into a model that is already sparse.
 
     `values="float16"` writes a smaller deployable copy instead:
 
@@ -106,7 +124,8 @@ def save_model(model, path, compress=True, values=None):
 
     if values == "float16" and sparse_layers(model):
         model = strip(model)
-    if not compress and values is None:
+    record = sparse_record(model)
+    if not compress and values is None and not record:
         model.save(path)
         return path
 
@@ -119,7 +138,7 @@ def save_model(model, path, compress=True, values=None):
         os.close(handle)
         try:
             shutil.copymode(saved, partial)  # mkstemp's mode is 0600
-            _rewrite(saved, partial, compress, values, scratch)
+            _rewrite(saved, partial, compress, values, scratch, record)
             os.replace(partial, path)
         except BaseException:
             if os.path.exists(partial):
@@ -128,11 +147,13 @@ def save_model(model, path, compress=True, values=None):
     return path
 
 
-def _rewrite(source, target, compress, values, scratch):
-    """Copies the archive `source` to `target` member by member."""
+def _rewrite(source, target, compress, values, scratch, record):
+    """Copies the archive `source` to `target` member by member (the
+    config wrapped with `record`, if any)."""
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     found = False
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
+        names = zin.namelist()
         for info in zin.infolist():
             out = zipfile.ZipInfo(info.filename, date_time=info.date_time)
             out.external_attr = info.external_attr
@@ -140,7 +161,11 @@ def _rewrite(source, target, compress, values, scratch):
                 zout.writestr(out, b"")
                 continue
             out.compress_type = method
-            if values == "float16" and info.filename == _WEIGHTS_MEMBER:
+            if record and info.filename == _CONFIG_MEMBER:
+                config = wrap_config(json.loads(zin.read(info)), record)
+                data = json.dumps(config).encode("utf-8")
+                _copy_member(io.BytesIO(data), zout, out, len(data))
+            elif values == "float16" and info.filename == _WEIGHTS_MEMBER:
                 found = True
                 original = zin.extract(info, os.path.join(scratch, "in"))
                 converted = os.path.join(scratch, "float16.h5")
@@ -151,6 +176,11 @@ def _rewrite(source, target, compress, values, scratch):
             else:
                 with zin.open(info) as f_in:
                     _copy_member(f_in, zout, out, info.file_size)
+    if record and _CONFIG_MEMBER not in names:
+        raise RuntimeError(
+            f"Keras changed the .keras format: no '{_CONFIG_MEMBER}' "
+            "member to record the layers made sparse in place in."
+        )
     if values == "float16" and not found:
         raise RuntimeError(
             f"Keras changed the .keras format: no '{_WEIGHTS_MEMBER}' "

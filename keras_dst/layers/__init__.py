@@ -1,7 +1,5 @@
 """Sparse Keras layers: each carries a non-trainable `kernel_mask`."""
 
-import keras
-
 from keras_dst.layers.sparse_conv1d import SparseConv1D
 from keras_dst.layers.sparse_conv2d import SparseConv2D
 from keras_dst.layers.sparse_conv2d_transpose import SparseConv2DTranspose
@@ -15,20 +13,11 @@ from keras_dst.layers.sparse_layer import masked_weight_property
 from keras_dst.layers.sparse_multi_head_attention import (
     SparseMultiHeadAttention,
 )
-
-# Keras layer class -> its sparse twin (used by sparsify / strip). Exact
-# classes only: a user's subclass of Dense is not silently converted.
-SPARSE_TWINS = {
-    keras.layers.Conv1D: SparseConv1D,
-    keras.layers.Conv2D: SparseConv2D,
-    keras.layers.Conv2DTranspose: SparseConv2DTranspose,
-    keras.layers.Conv3D: SparseConv3D,
-    keras.layers.Dense: SparseDense,
-    keras.layers.DepthwiseConv2D: SparseDepthwiseConv2D,
-    keras.layers.EinsumDense: SparseEinsumDense,
-    keras.layers.Embedding: SparseEmbedding,
-    keras.layers.MultiHeadAttention: SparseMultiHeadAttention,
-}
+from keras_dst.layers.sparse_reversible_embedding import (
+    SparseReversibleEmbedding,
+)
+from keras_dst.layers.twins import SPARSE_TWINS
+from keras_dst.layers.twins import sparse_twin
 
 __all__ = [
     "SPARSE_TWINS",
@@ -42,5 +31,7 @@ __all__ = [
     "SparseEmbedding",
     "SparseLayer",
     "SparseMultiHeadAttention",
+    "SparseReversibleEmbedding",
     "masked_weight_property",
+    "sparse_twin",
 ]

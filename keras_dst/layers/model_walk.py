@@ -3,8 +3,10 @@ their stable paths."""
 
 import weakref
 
+from keras_dst.backend.keras_internals import is_graph_model
 from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.sparse_layer import SparseOptions
 
 # The stable path of each sparse layer, from the last walk that found it.
 _PATHS = weakref.WeakKeyDictionary()
@@ -40,6 +42,35 @@ def sparse_layers(model):
         prefix = f"{path}/" if path else ""
         stack.extend(
             (child, prefix + child.name) for child in reversed(sublayers(layer))
+        )
+    return found
+
+
+def layer_tree(model):
+    """`(layer, config_saved, parent)` for every layer below `model`.
+
+    Pre-order, in the order of `keras_internals.walk_layers` (each layer
+    once, its sub-layers in creation order). `config_saved` tells whether
+    loading `model`'s config rebuilds the layer from its own config: it
+    does for the layers of a Sequential or Functional graph (nested
+    graphs too, as long as the graph itself is rebuilt from config), and
+    for the projections of a `SparseMultiHeadAttention` rebuilt so (its
+    `build` makes them sparse); any other layer is created by its
+    parent's code.
+    """
+    found, seen = [], {id(model)}
+    stack = [(child, True, model) for child in reversed(sublayers(model))]
+    while stack:
+        layer, parent_saved, parent = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        saved = parent_saved and (
+            is_graph_model(parent) or isinstance(parent, SparseOptions)
+        )
+        found.append((layer, saved, parent))
+        stack.extend(
+            (child, saved, layer) for child in reversed(sublayers(layer))
         )
     return found
 

@@ -31,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from keras_dst.backend import VariableState
+from keras_dst.layers.layouts import layouts_like
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.blocks import check_block_shape
@@ -43,6 +44,10 @@ from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import validate_sparsity
 
 MASK_DTYPE = "uint8"
+# The sparse state variables: kernel-shaped ones take the kernel's layout
+# under `keras.distribution`, scalars are replicated.
+_KERNEL_SHAPED = ("kernel_mask", "kernel_explored", "kernel_gradient")
+_SCALARS = ("kernel_gradient_momentum",)
 # The arguments every sparse layer adds to its Keras parent's (config keys).
 SPARSE_ARGUMENTS = (
     "sparsity",
@@ -160,6 +165,42 @@ def masked_weight_property(parent_cls, name):
     )
 
 
+def check_sparse_options(
+    sparsity=None,
+    mask_seed=None,
+    dense_gradient=True,
+    block_shape=None,
+    weight_init="sparse_scaled",
+):
+    """The sparse arguments checked, as a dict in `SPARSE_ARGUMENTS` order.
+
+    Raises:
+        ValueError, TypeError: naming the argument and what it accepts.
+    """
+    check_choice(weight_init, WEIGHT_INITS, "weight_init")
+    sparsity = validate_sparsity(sparsity)
+    block_shape = check_block_shape(block_shape)
+    if mask_seed is not None and (
+        isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
+    ):
+        raise TypeError(
+            "`mask_seed` must be None or an int. "
+            f"Received: mask_seed={mask_seed!r}."
+        )
+    if not isinstance(dense_gradient, bool):
+        raise TypeError(
+            "`dense_gradient` must be a bool. "
+            f"Received: dense_gradient={dense_gradient!r}."
+        )
+    return {
+        "sparsity": sparsity,
+        "mask_seed": mask_seed,
+        "dense_gradient": dense_gradient,
+        "block_shape": block_shape,
+        "weight_init": weight_init,
+    }
+
+
 class SparseOptions:
     """The three arguments every sparse layer takes: checked, kept, saved.
 
@@ -200,34 +241,27 @@ class SparseOptions:
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        check_choice(weight_init, WEIGHT_INITS, "weight_init")
-        self.weight_init = weight_init
-        self.sparsity = validate_sparsity(sparsity)
-        self.block_shape = check_block_shape(block_shape)
-        if mask_seed is not None and (
-            isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
-        ):
-            raise TypeError(
-                "`mask_seed` must be None or an int. "
-                f"Received: mask_seed={mask_seed!r}."
-            )
-        self.mask_seed = mask_seed
-        if not isinstance(dense_gradient, bool):
-            raise TypeError(
-                "`dense_gradient` must be a bool. "
-                f"Received: dense_gradient={dense_gradient!r}."
-            )
-        self.dense_gradient = dense_gradient
+        self._set_sparse_options(
+            sparsity=sparsity,
+            mask_seed=mask_seed,
+            dense_gradient=dense_gradient,
+            block_shape=block_shape,
+            weight_init=weight_init,
+        )
+
+    def _set_sparse_options(self, **options):
+        """Checks the arguments above and keeps them as attributes (also
+        used when `sparsify` turns a built Keras layer sparse in place)."""
+        for name, value in check_sparse_options(**options).items():
+            setattr(self, name, value)
+
+    @property
+    def sparse_options(self):
+        """The sparse arguments as a dict (`SPARSE_ARGUMENTS` order)."""
+        return {name: getattr(self, name) for name in SPARSE_ARGUMENTS}
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "sparsity": self.sparsity,
-            "mask_seed": self.mask_seed,
-            "dense_gradient": self.dense_gradient,
-            "block_shape": self.block_shape,
-            "weight_init": self.weight_init,
-        }
+        return {**super().get_config(), **self.sparse_options}
 
 
 class SparseLayer(SparseOptions):
@@ -279,55 +313,61 @@ class SparseLayer(SparseOptions):
             )
         return self.__dict__["_" + name]
 
-    def _build_sparse(self):
-        """Creates the mask (and probe); call at the end of ``build``."""
+    def _build_sparse(self, draw=True):
+        """Creates the mask, union and probe; call at the end of ``build``.
+
+        With ``draw`` and a ``sparsity``, also draws the initial random
+        mask (`sparsify` turning a built layer sparse passes False: the
+        model-wide allocation sets the masks afterwards).
+        """
         kernel = self.kernel_variable
         shape = tuple(kernel.shape)
         try:
             check_block_shape(self.block_shape, shape)
         except ValueError as error:
             raise ValueError(f"Sparse layer '{self.name}': {error}") from None
-        mask = self.add_weight(
-            name="kernel_mask",
-            shape=shape,
-            initializer="ones",
-            trainable=False,
-            dtype=MASK_DTYPE,
-            autocast=False,
-        )
-        explored = self.add_weight(
-            name="kernel_explored",
-            shape=shape,
-            initializer="zeros",
-            trainable=False,
-            dtype=MASK_DTYPE,
-            autocast=False,
-        )
-        if self.dense_gradient:
-            probe = self.add_weight(
-                name="kernel_gradient",
+        with layouts_like(kernel, _KERNEL_SHAPED, _SCALARS):
+            mask = self.add_weight(
+                name="kernel_mask",
+                shape=shape,
+                initializer="ones",
+                trainable=False,
+                dtype=MASK_DTYPE,
+                autocast=False,
+            )
+            explored = self.add_weight(
+                name="kernel_explored",
                 shape=shape,
                 initializer="zeros",
-                trainable=True,
-                dtype=kernel.dtype,
-                autocast=False,
-            )
-            probe.overwrite_with_gradient = True
-            momentum = self.add_weight(
-                name="kernel_gradient_momentum",
-                shape=(),
-                initializer="zeros",
                 trainable=False,
-                dtype=kernel.dtype,
+                dtype=MASK_DTYPE,
                 autocast=False,
             )
+            if self.dense_gradient:
+                probe = self.add_weight(
+                    name="kernel_gradient",
+                    shape=shape,
+                    initializer="zeros",
+                    trainable=True,
+                    dtype=kernel.dtype,
+                    autocast=False,
+                )
+                probe.overwrite_with_gradient = True
+                momentum = self.add_weight(
+                    name="kernel_gradient_momentum",
+                    shape=(),
+                    initializer="zeros",
+                    trainable=False,
+                    dtype=kernel.dtype,
+                    autocast=False,
+                )
         # Assigned last: the masked property switches on when it exists.
         self.kernel_gradient = probe if self.dense_gradient else None
         if self.dense_gradient:
             self.kernel_gradient_momentum = momentum
         self.kernel_explored = explored
         self.kernel_mask = mask
-        if self.sparsity is not None:
+        if draw and self.sparsity is not None:
             mask = random_mask(
                 shape, self.sparsity, self.mask_seed, self.block_shape
             )

@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_dst.backend.keras_internals import forget_sublayer
+from keras_dst.backend.keras_internals import sublayers
+from keras_dst.layers.in_place import convert_layer
 from keras_dst.layers.sparse_einsum_dense import SparseEinsumDense
 from keras_dst.layers.sparse_layer import SparseOptions
 
@@ -44,21 +45,23 @@ class SparseMultiHeadAttention(SparseOptions, keras.layers.MultiHeadAttention):
                 f"ranks). Received: block_shape={self.block_shape}."
             )
         super().build(query_shape, value_shape, key_shape)
-        # Swap each EinsumDense projection for its sparse twin, built with
-        # the same config and input shape.
-        index = 0
-        for attr, sub in list(vars(self).items()):
-            if type(sub) is not keras.layers.EinsumDense:
-                continue
+        # Turn each EinsumDense projection sparse where it is, in creation
+        # order (query, key, value, output).
+        for index, sub in enumerate(projections(self)):
             seed = None if self.mask_seed is None else self.mask_seed + index
-            twin = SparseEinsumDense(
-                **sub.get_config(),
-                sparsity=self.sparsity,
-                mask_seed=seed,
-                dense_gradient=self.dense_gradient,
-                weight_init=self.weight_init,
+            convert_layer(
+                sub,
+                SparseEinsumDense,
+                {**self.sparse_options, "mask_seed": seed},
+                draw=True,
             )
-            twin.build_from_config(sub.get_build_config())
-            forget_sublayer(self, sub)
-            setattr(self, attr, twin)
-            index += 1
+
+
+def projections(attention):
+    """The EinsumDense projections of a MultiHeadAttention layer (plain or
+    already sparse), in creation order."""
+    return [
+        sub
+        for sub in sublayers(attention)
+        if type(sub) in (keras.layers.EinsumDense, SparseEinsumDense)
+    ]

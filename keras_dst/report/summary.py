@@ -6,8 +6,13 @@ import re
 
 import numpy as np
 
+from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.model_walk import layer_path
+from keras_dst.layers.model_walk import layer_tree
 from keras_dst.layers.model_walk import sparse_layers
+from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.twins import SPARSE_TWINS
+from keras_dst.layers.twins import sparse_twin
 
 
 def sparsity_report(model):
@@ -31,6 +36,14 @@ def sparsity_report(model):
           `keras.Model.count_params()` also counts: it reports
           `weights + sparse_state`, for an MLP about 3x `weights`
           (4x with the gradient probes of `dense_gradient=True`);
+
+        `"dense_kernels"`: every trainable weight of 2 or more dimensions
+        that no mask covers, so nothing is dense silently: a list of
+        dicts (`path`, the variable's path; `layer`, its layer's class;
+        `shape`, `size`, `reason`); `"coverage"`: `sparse_weights` (the
+        masked kernels' entries), `dense_weights` (the entries of
+        `dense_kernels`) and `sparse_share`, the masked fraction of all
+        trainable weights of 2 or more dimensions;
 
         and `"sizes"`: estimates in bytes computed from these counts (no
         file is written; a real file adds its format's overhead):
@@ -92,6 +105,16 @@ def sparsity_report(model):
         mechanism = sum(
             int(np.prod(v.shape)) for k, v in counted.items() if k in state
         )
+        dense = dense_kernels(model)
+        dense_size = sum(row["size"] for row in dense)
+        report["dense_kernels"] = dense
+        report["coverage"] = {
+            "sparse_weights": size,
+            "dense_weights": dense_size,
+            "sparse_share": size / (size + dense_size)
+            if size + dense_size
+            else 0.0,
+        }
         report["params"] = {
             "weights": weights,
             "active": weights - (size - active),
@@ -110,6 +133,77 @@ def sparsity_report(model):
             ),
         }
     return report
+
+
+def dense_kernels(model):
+    """The trainable weights of 2+ dimensions no mask covers, with why.
+
+    Args:
+        model: a model or layer.
+
+    Returns:
+        A list of dicts: `path` (the variable's path), `layer` (its
+        layer's class name), `shape`, `size` and `reason`.
+    """
+    masked, state = set(), set()
+    for layer in sparse_layers(model):
+        masked.add(id(layer.kernel_variable))
+        state.update(id(v) for v in layer.sparse_state_variables)
+    rows, seen = [], set()
+    for layer in [model] + [entry[0] for entry in layer_tree(model)]:
+        inner = {id(v) for child in sublayers(layer) for v in child.weights}
+        for variable in layer.trainable_weights:
+            key = id(variable)
+            if (
+                key in inner
+                or key in seen
+                or key in masked
+                or key in state
+                or len(variable.shape) < 2
+            ):
+                continue
+            seen.add(key)
+            shape = tuple(int(d) for d in variable.shape)
+            rows.append(
+                {
+                    "path": variable.path,
+                    "layer": type(layer).__name__,
+                    "shape": shape,
+                    "size": int(np.prod(shape)),
+                    "reason": _dense_reason(layer, variable),
+                }
+            )
+    return rows
+
+
+def _dense_reason(layer, variable):
+    """Why `variable` of `layer` has no mask, in a few words."""
+    cls = type(layer)
+    if isinstance(layer, SparseLayer):
+        if variable.name == "reverse_embeddings":
+            return (
+                "untied output projection: keras_dst masks one weight per "
+                "layer (the input table)"
+            )
+        return f"not the kernel of {cls.__name__}: only kernels are masked"
+    if cls.__name__ == "PositionEmbedding":
+        return (
+            "position embeddings, dense on purpose: one vector per position "
+            "(sequence length x width, small)"
+        )
+    if cls in SPARSE_TWINS or sparse_twin(cls) is not None:
+        return (
+            "supported layer left dense (excluded from sparsify, or added "
+            "after it)"
+        )
+    for base in SPARSE_TWINS:
+        if issubclass(cls, base):
+            return (
+                f"{cls.__name__} subclasses {base.__name__} with its own "
+                "behaviour: not converted (build it from keras_dst.layers "
+                "or write its sparse twin)"
+            )
+    return f"{cls.__name__} is not a supported layer type"
 
 
 def _log2_binomial(n, k):
@@ -151,6 +245,16 @@ def format_report(report):
             f"weights (+{params['sparse_state']:,} in masks, unions and "
             "probes, which `count_params()` also counts)"
         )
+    coverage, dense = report.get("coverage"), report.get("dense_kernels")
+    if dense:
+        lines.append(
+            f"dense (no mask): {len(dense)} kernels, "
+            f"{coverage['dense_weights']:,} weights; masked share of the "
+            f"trainable >= 2-D weights: {coverage['sparse_share']:.1%}"
+        )
+        for row in dense:
+            shape = "x".join(str(d) for d in row["shape"])
+            lines.append(f"  {row['path']} ({shape}): {row['reason']}")
     sizes = report.get("sizes")
     if sizes:
         lines.append(
