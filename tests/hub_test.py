@@ -34,7 +34,7 @@ def tokens(seed=0):
 def bert():
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=VOCAB,
-        num_layers=2,
+        num_layers=1,
         num_heads=2,
         hidden_dim=16,
         intermediate_dim=32,
@@ -62,7 +62,7 @@ def causal_lm(backbone, task_class):
     return backbone, task, x, ids
 
 
-def gpt2(num_layers=2, dropout=0.1):
+def gpt2(num_layers=1, dropout=0.1):
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=VOCAB,
         num_layers=num_layers,
@@ -78,7 +78,7 @@ def gpt2(num_layers=2, dropout=0.1):
 def gemma():
     backbone = keras_hub.models.GemmaBackbone(
         vocabulary_size=VOCAB,
-        num_layers=2,
+        num_layers=1,
         num_query_heads=2,
         num_key_value_heads=1,
         hidden_dim=16,
@@ -91,7 +91,7 @@ def gemma():
 def llama():
     backbone = keras_hub.models.LlamaBackbone(
         vocabulary_size=VOCAB,
-        num_layers=2,
+        num_layers=1,
         num_query_heads=2,
         num_key_value_heads=1,
         hidden_dim=16,
@@ -104,7 +104,7 @@ def vit():
     backbone = keras_hub.models.ViTBackbone(
         image_shape=(28, 28, 1),
         patch_size=7,
-        num_layers=2,
+        num_layers=1,
         num_heads=2,
         hidden_dim=16,
         mlp_dim=32,
@@ -441,6 +441,48 @@ class HubResumeAndErrorsTest(TestCase):
             float(np.abs(self.to_numpy(embedding(hidden, reverse=True))).max()),
             0.0,
         )
+
+    def test_a_task_keeps_its_tokenizer(self):
+        # The vocabulary is an asset, not config: the copy gets it too.
+        vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        vocabulary += [f"w{i}" for i in range(VOCAB - len(vocabulary))]
+        tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            tokenizer, sequence_length=LENGTH
+        )
+        backbone, _, _, _ = bert()
+        task = keras_hub.models.BertTextClassifier(
+            backbone, num_classes=2, preprocessor=preprocessor
+        )
+        sparse = keras_dst.sparsify(task, 0.5, seed=0)
+        self.assertEqual(sparse.preprocessor.tokenizer.vocabulary_size(), VOCAB)
+        texts = np.array(["w1 w7 w3", "w20 w9"])
+        stripped = keras_dst.strip(sparse)
+        np.testing.assert_allclose(
+            stripped.predict(texts, verbose=0),
+            sparse.predict(texts, verbose=0),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+    def test_cached_generation_uses_the_sparse_kernels(self):
+        # generate() runs keras-hub's cached attention: the same tokens as
+        # the stripped model (plain layers, masked weights), other tokens
+        # than the dense original.
+        backbone, make_task, x, _ = gpt2()
+        sparse = keras_dst.sparsify(backbone, 0.8, seed=0)
+        prompt = {
+            "token_ids": np.pad(x["token_ids"][:2, :4], ((0, 0), (0, 8))),
+            "padding_mask": np.pad(np.ones((2, 4), "int32"), ((0, 0), (0, 8))),
+        }
+        outputs = []
+        for model in (sparse, keras_dst.strip(sparse), backbone):
+            lm = make_task(model)
+            lm.compile(sampler="greedy")
+            generated = lm.generate(prompt, max_length=12, stop_token_ids=None)
+            outputs.append(np.asarray(generated["token_ids"]))
+        np.testing.assert_array_equal(outputs[0], outputs[1])
+        self.assertFalse(np.array_equal(outputs[0], outputs[2]))
 
     def test_a_record_that_does_not_fit_fails_clearly(self):
         backbone, _, _, _ = gpt2(num_layers=1)

@@ -20,6 +20,8 @@ the variables (masks, unions, probes, optimizer state). It is what
 imported), and what `sparsify` and `strip` copy models with.
 """
 
+import tempfile
+
 import keras
 import numpy as np
 
@@ -184,6 +186,7 @@ def copy_model(model, fn_name, config=None, instead="in_place=True"):
                 else "."
             )
         ) from error
+    _copy_assets(model, new, fn_name)
     if not new.built:
         raise ValueError(
             f"`keras_dst.{fn_name}`: model '{model.name}' rebuilt from its "
@@ -192,6 +195,27 @@ def copy_model(model, fn_name, config=None, instead="in_place=True"):
             + (f", or use `{instead}`." if instead else ".")
         )
     return new
+
+
+def _copy_assets(source, target, fn_name):
+    """Copies what layers keep outside their config and weights (keras-hub
+    tokenizers' vocabularies): each layer's `save_assets` into its twin's
+    `load_assets`, as `keras.saving.load_model` does from a file."""
+    old_layers = [source] + [entry[0] for entry in layer_tree(source)]
+    new_layers = [target] + [entry[0] for entry in layer_tree(target)]
+    if len(old_layers) != len(new_layers):
+        raise ValueError(
+            f"`keras_dst.{fn_name}`: the model rebuilt from its config has "
+            f"{len(new_layers)} layers, the original {len(old_layers)}: its "
+            "class builds other layers from the same config."
+        )
+    for old, new in zip(old_layers, new_layers):
+        if callable(getattr(old, "save_assets", None)) and callable(
+            getattr(new, "load_assets", None)
+        ):
+            with tempfile.TemporaryDirectory() as folder:
+                old.save_assets(folder)
+                new.load_assets(folder)
 
 
 def copy_weights(

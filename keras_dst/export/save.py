@@ -47,8 +47,8 @@ def save_model(model, path, compress=True, values=None):
     `keras_dst>SparsifiedModel` entry listing them), so that
     `keras.saving.load_model` builds the model, turns them sparse again
     and loads every variable. `model.save(path)` writes no such record:
-    its file does not load (Keras reports more variables than the plain
-    layer expects). `model.save_weights` and `BackupAndRestore` need none:
+    Keras then fails to load its file ("A total of N objects could not be
+    loaded"). `model.save_weights` and `BackupAndRestore` need none:
     they load into a model that is already sparse.
 
     `values="float16"` writes a smaller deployable copy instead:
