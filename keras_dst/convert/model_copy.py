@@ -28,6 +28,7 @@ import numpy as np
 from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.in_place import convert_layer
 from keras_dst.layers.model_walk import layer_tree
+from keras_dst.layers.sparse_layer import SparseLayer
 from keras_dst.layers.sparse_layer import SparseOptions
 from keras_dst.layers.twins import sparse_twin
 
@@ -201,8 +202,17 @@ def _copy_assets(source, target, fn_name):
     """Copies what layers keep outside their config and weights (keras-hub
     tokenizers' vocabularies): each layer's `save_assets` into its twin's
     `load_assets`, as `keras.saving.load_model` does from a file."""
-    old_layers = [source] + [entry[0] for entry in layer_tree(source)]
-    new_layers = [target] + [entry[0] for entry in layer_tree(target)]
+
+    def layers(model):
+        # Without the sub-layers a sparse layer creates for itself (an
+        # untied embedding's projection), which a stripped copy lacks.
+        return [model] + [
+            layer
+            for layer, _, parent in layer_tree(model)
+            if not isinstance(parent, SparseLayer)
+        ]
+
+    old_layers, new_layers = layers(source), layers(target)
     if len(old_layers) != len(new_layers):
         raise ValueError(
             f"`keras_dst.{fn_name}`: the model rebuilt from its config has "
