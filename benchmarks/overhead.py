@@ -72,7 +72,7 @@ from benchmarks.provenance import git_info  # noqa: E402
 from benchmarks.provenance import machine_info  # noqa: E402
 from benchmarks.provenance import versions  # noqa: E402
 
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
 
 # name -> (label, callback kind, dense_gradient probe)
@@ -500,9 +500,10 @@ def run_backend(args):
                 "traces_after_build": run["traces_after_build"],
                 "traces_after_warmup": run["traces_after_warmup"],
                 "traces_after_rounds": run["traces_after_rounds"],
-                "retraced_in_rounds": (
-                    run["traces_after_rounds"] != run["traces_after_warmup"]
-                ),
+                # Eager PyTorch traces nothing: the counter counts calls.
+                "retraced_in_rounds": None
+                if args.backend == "torch"
+                else (run["traces_after_rounds"] != run["traces_after_warmup"]),
                 "same_train_function": run["same_train_function"],
                 "model_variable_bytes": nbytes(model.variables),
                 "trainable_variable_bytes": nbytes(model.trainable_variables),
@@ -743,14 +744,16 @@ def markdown(report):
                 + ", ".join(f"{k} {v:.1f}" for k, v in mem.items())
                 + ".",
             ]
+            if backend == "torch":
+                verdict = "not applicable (PyTorch runs the step eagerly)"
+            elif retraced:
+                verdict = "YES for " + ", ".join(retraced)
+            else:
+                verdict = "none (trace counters and `train_function` unchanged)"
             lines += [
                 "",
                 "Retracing during the timed rounds: "
-                + (
-                    "none (trace counters and `train_function` unchanged)"
-                    if not retraced
-                    else "YES for " + ", ".join(retraced)
-                )
+                + verdict
                 + "; mask entries changed in the rounds: "
                 + ", ".join(f"{k} {v}" for k, v in changed.items())
                 + ".",

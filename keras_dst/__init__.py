@@ -1,4 +1,4 @@
-"""keras_dst: dynamic sparse training for Keras 3 (TensorFlow and JAX).
+"""keras_dst: dynamic sparse training for Keras 3 (TensorFlow, JAX, PyTorch).
 
 The public API is what this module and its public subpackages list in
 `__all__`: `keras_dst.layers`, `keras_dst.masks`, `keras_dst.criteria`,

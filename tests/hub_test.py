@@ -495,7 +495,7 @@ class HubResumeAndErrorsTest(TestCase):
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
         self.assertEqual(config["registered_name"], "keras_dst>SparsifiedModel")
-        config["config"]["layers"][0]["index"] = 1  # position embedding
+        config["config"]["layers"][1]["index"] = 0  # the token embedding
         with self.assertRaisesRegex(ValueError, "Cannot make layer"):
             keras.saving.deserialize_keras_object(config)
 

@@ -192,41 +192,11 @@ class SparseLayersTest(TestCase):
         return plain
 
     def dense_gradients(self, model, variables, x, y):
-        """d(MSE)/d(variable) for each of `variables` of a plain `model`.
-
-        Computed with the backend's own autodiff, independently of the
-        sparse layers' gradient probe.
-        """
-        loss_fn = keras.losses.MeanSquaredError()
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, model(x, training=True))
-            grads = tape.gradient(loss, variables)
-            return [self.to_numpy(tf.convert_to_tensor(g)) for g in grads]
-        if self.backend == "jax":
-            import jax
-
-            trainable = [v.value for v in model.trainable_variables]
-            non_trainable = [v.value for v in model.non_trainable_variables]
-            index = [
-                [id(t) for t in model.trainable_variables].index(id(v))
-                for v in variables
-            ]
-
-            def loss_of(kernels):
-                values = list(trainable)
-                for i, k in zip(index, kernels):
-                    values[i] = k
-                out, _ = model.stateless_call(
-                    values, non_trainable, x, training=True
-                )
-                return loss_fn(y, out)
-
-            grads = jax.grad(loss_of)([trainable[i] for i in index])
-            return [np.asarray(g) for g in grads]
-        self.fail(f"no autodiff reference for backend {self.backend}")
+        """d(MSE)/d(variable) for each of `variables` of a plain `model`,
+        with the backend's own autodiff (independent of the probes)."""
+        return self.gradients(
+            model, variables, x, y, keras.losses.MeanSquaredError(), True
+        )
 
     # ------------------------------------------------------------------
     # The public contract (keras_dst.testing).

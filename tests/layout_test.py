@@ -8,7 +8,7 @@ kernels and replicated scalars, and RigL trains it with exact counts; a
 loose `.*kernel.*` regex, which also matches our scalar probe momentum,
 still builds and trains. On TensorFlow, Keras's ModelParallel places no
 variable (TF models distribute with `tf.distribute`); the loose map must
-still build and train.
+still build and train. PyTorch: Keras has no keras.distribution there.
 """
 
 import json
@@ -38,8 +38,16 @@ class LayoutTest(TestCase):
     def test_sparse_state_takes_the_kernel_layout(self):
         if self.backend == "jax":
             self.check_jax_8_devices()
-        else:
+        elif self.backend == "tensorflow":
             self.check_loose_layout_map_on_tensorflow()
+        else:
+            # Keras has no keras.distribution on PyTorch: sparse layers
+            # build and train without any layout.
+            self.assertIsNone(keras.distribution.distribution())
+            with self.assertRaises(AttributeError):
+                keras.distribution.list_devices()
+            model = self.mlp((8, 16, 4), sparsity=0.5, mask_seed=0)
+            self.assertModelExactSparsity(model)
 
     def check_jax_8_devices(self):
         env = dict(os.environ, KERAS_BACKEND="jax")

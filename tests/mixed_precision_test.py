@@ -8,7 +8,6 @@ from absl.testing import parameterized
 import keras_dst
 from keras_dst.optimizers import slot_variables
 from tests.engine_test import StepChecker
-from tests.engine_test import dense_gradient
 from tests.test_case import TestCase
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
@@ -112,7 +111,14 @@ class MixedPrecisionTest(TestCase):
             ]
         )
         reference.set_weights(plain.get_weights())
-        grads = dense_gradient(reference, x, y)
+        kernels = [layer.kernel for layer in reference.layers]
+        grads = self.gradients(
+            reference,
+            kernels,
+            x,
+            y,
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         for layer, g in zip(keras_dst.sparse_layers(model), grads):
             probe = callback.updater.dense_gradient(layer, model.optimizer)
             probe = probe.ravel()

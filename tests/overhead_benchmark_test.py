@@ -52,7 +52,10 @@ class OverheadBenchmarkTest(absltest.TestCase):
             )
             for variant, out in model["variants"].items():
                 where = f"{name}/{variant}"
-                self.assertFalse(out["retraced_in_rounds"], where)
+                if backend == "torch":  # eager: nothing to retrace
+                    self.assertIsNone(out["retraced_in_rounds"], where)
+                else:
+                    self.assertFalse(out["retraced_in_rounds"], where)
                 self.assertTrue(out["same_train_function"], where)
                 if variant in ("set_probe", "set_noprobe", "rigl"):
                     self.assertTrue(out["updates_in_every_round"], where)

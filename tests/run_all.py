@@ -1,7 +1,7 @@
 """Runs the whole test suite once per backend, each in its own process.
 
-Usage: python tests/run_all.py [--backends tensorflow,jax] [--sequential]
-                               [pytest args...]
+Usage: python tests/run_all.py [--backends tensorflow,jax,torch]
+                               [--sequential] [pytest args...]
 
 The backends run side by side (most tests are single-threaded Python and
 tracing, so two processes on two cores take about the time of one); each
@@ -48,7 +48,7 @@ def report(backend, code, took):
 
 
 def main(argv):
-    backends = ["tensorflow", "jax"]
+    backends = ["tensorflow", "jax", "torch"]
     sequential = False
     while argv[:1] in (["--backends"], ["--sequential"]):
         if argv[0] == "--sequential":

@@ -120,11 +120,13 @@ class EngineMetricsTest(TestCase):
             before = [
                 (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
             ]
-            self.assertTrue(updater.update(model, step, drop_fraction=0.5))
+            # A quarter: grown weights then survive often enough for the
+            # rates to be informative on every backend's random init.
+            self.assertTrue(updater.update(model, step, drop_fraction=0.25))
             record = updater.history[-1]
             for i, (layer, (mask, kernel)) in enumerate(zip(layers, before)):
                 mask = mask.reshape(-1).astype(bool)
-                k = int(np.floor(0.5 * mask.sum()))
+                k = int(np.floor(0.25 * mask.sum()))
                 pruned = reference_select(
                     np.abs(kernel.reshape(-1)), mask, k, largest=False
                 )

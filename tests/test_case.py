@@ -69,6 +69,47 @@ class TestCase(parameterized.TestCase):
             for layer in keras_dst.sparse_layers(model)
         }
 
+    def gradients(self, model, variables, x, y, loss_fn, training=False):
+        """d(loss_fn(y, model(x)))/d(variable) for each of `variables`.
+
+        Computed with the backend's own autodiff (tf.GradientTape,
+        jax.grad over `stateless_call`, torch.autograd), independently of
+        keras_dst's gradient probes. Numpy arrays.
+        """
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=training))
+            grads = tape.gradient(loss, variables)
+            return [self.to_numpy(tf.convert_to_tensor(g)) for g in grads]
+        if self.backend == "jax":
+            import jax
+
+            trainable = [v.value for v in model.trainable_variables]
+            non_trainable = [v.value for v in model.non_trainable_variables]
+            ids = [id(t) for t in model.trainable_variables]
+            index = [ids.index(id(v)) for v in variables]
+
+            def loss_of(chosen):
+                values = list(trainable)
+                for i, value in zip(index, chosen):
+                    values[i] = value
+                out, _ = model.stateless_call(
+                    values, non_trainable, x, training=training
+                )
+                return loss_fn(y, out)
+
+            grads = jax.grad(loss_of)([trainable[i] for i in index])
+            return [np.asarray(g) for g in grads]
+        if self.backend == "torch":
+            import torch
+
+            loss = loss_fn(y, model(x, training=training))
+            grads = torch.autograd.grad(loss, [v.value for v in variables])
+            return [g.detach().cpu().numpy() for g in grads]
+        self.fail(f"no autodiff reference for backend {self.backend}")
+
     def mlp(self, sizes=(16, 32, 32, 4), sparsity=None, **kwargs):
         """A small Sequential MLP of SparseDense layers."""
         layers = [keras.Input((sizes[0],))]

@@ -4,7 +4,7 @@ One small module per backend; everything else in keras_dst is
 `keras.ops`. What lives here:
 
 * `compile_function(fn)`: one compiled function (`jax.jit`; on TensorFlow
-  `tf.function` with XLA).
+  `tf.function` with XLA; on PyTorch the function as it is, eager).
 * `model_state(model)`: reads and writes variables, on JAX after
   attaching the trainer's live state inside `fit`.
 * `replica_sum(state, variable)`: the global value of a variable that each
@@ -24,18 +24,28 @@ def _module():
         from keras_dst.backend import tensorflow as backend
     elif keras.backend.backend() == "jax":
         from keras_dst.backend import jax as backend
+    elif keras.backend.backend() == "torch":
+        from keras_dst.backend import torch as backend
     else:
         raise NotImplementedError(
-            "keras_dst supports the 'tensorflow' and 'jax' backends. "
-            f"Received: KERAS_BACKEND={keras.backend.backend()!r}."
+            "keras_dst supports the 'tensorflow', 'jax' and 'torch' "
+            f"backends. Received: KERAS_BACKEND={keras.backend.backend()!r}."
         )
     return backend
 
 
 def compile_function(fn):
     """`fn` compiled once for the backend (traced again only for new
-    shapes, dtypes or structures of its tensor arguments)."""
+    shapes, dtypes or structures of its tensor arguments). On PyTorch,
+    `fn` runs eagerly (see `traces_functions`)."""
     return _module().compile_function(fn)
+
+
+def traces_functions():
+    """Whether `compile_function` traces (TensorFlow, JAX): its Python
+    body then runs once per input signature; eagerly (PyTorch), at every
+    call."""
+    return _module().TRACES
 
 
 class VariableState:

@@ -2,6 +2,9 @@
 
 import jax
 
+# Whether `compile_function` traces (see `backend.traces_functions`).
+TRACES = True
+
 
 def compile_function(fn):
     return jax.jit(fn)

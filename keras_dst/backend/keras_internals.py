@@ -30,6 +30,11 @@ def _changed(what, needs):
 # -- layers ----------------------------------------------------------------
 
 
+# Keras's own references to layers that are not sub-layers (Sequential's
+# internal Functional graph).
+_NOT_SUBLAYERS = ("_functional",)
+
+
 def sublayers(layer):
     """The direct sub-layers of `layer`, in the order they were created.
 
@@ -67,7 +72,23 @@ def sublayers(layer):
             "each layer's direct sub-layers, in creation order, to find "
             "the sparse layers of a model",
         ) from None
-    return list(children)
+    children = list(children)
+    if keras.backend.backend() == "torch":
+        # A layer is a `torch.nn.Module` there, and Keras does not track
+        # every sub-layer that TensorFlow and JAX track in `_layers` (a
+        # keras-hub task's preprocessor, assigned through a property, is
+        # only an instance attribute): add the Keras layers held in the
+        # module's `_modules` and instance attributes.
+        known = {id(child) for child in children}
+        held = list(getattr(layer, "_modules", {}).items())
+        held += list(vars(layer).items())
+        for name, value in held:
+            if name in _NOT_SUBLAYERS:
+                continue
+            if isinstance(value, keras.layers.Layer) and id(value) not in known:
+                known.add(id(value))
+                children.append(value)
+    return children
 
 
 def walk_layers(root):

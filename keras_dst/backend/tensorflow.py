@@ -2,6 +2,9 @@
 
 import tensorflow as tf
 
+# Whether `compile_function` traces (see `backend.traces_functions`).
+TRACES = True
+
 
 def compile_function(fn):
     # XLA fuses the selection's counting passes (about 2x faster than

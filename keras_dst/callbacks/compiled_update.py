@@ -35,6 +35,7 @@ False: a failed update changes nothing.
 from keras import ops
 
 from keras_dst.backend import compile_function
+from keras_dst.backend import traces_functions
 from keras_dst.criteria.hashing import layer_key
 from keras_dst.criteria.hashing import mix32
 from keras_dst.criteria.registry import ScoreInputs
@@ -81,7 +82,8 @@ class CompiledUpdate:
     criteria: a model with the same layer shapes, dtypes and optimizer
     slots as one seen before reuses its trace and compilation (the
     backends cache one executable per input signature). `traces` counts
-    the traces that this updater's calls caused.
+    the traces that this updater's calls caused (always 0 on PyTorch,
+    where the update runs eagerly).
 
     Call with:
         layers: list, per sparse layer, of `(kernel, mask, explored,
@@ -127,6 +129,7 @@ class _SharedUpdate:
         self.blocks = blocks  # per layer: a block shape or None
         self._caller = None
         self._function = compile_function(self._update)
+        self._traced = traces_functions()  # False: eager, nothing traced
 
     def call(self, caller, *args):
         self._caller = caller
@@ -136,8 +139,8 @@ class _SharedUpdate:
             self._caller = None
 
     def _update(self, layers, prune_counts, grow_counts, step, seed, scale):
-        if self._caller is not None:  # Python: runs only while tracing
-            self._caller.traces += 1
+        if self._caller is not None and self._traced:
+            self._caller.traces += 1  # Python: runs only while tracing
         prune, growth = self.prune, self.growth
         kernels = [layer[0] for layer in layers]
         masks = [ops.cast(layer[1], "bool") for layer in layers]

@@ -85,7 +85,8 @@ class SparseUpdater:
             after the update, and `layers`: per layer path, that layer's
             metrics (see `history`).
         traces: how many times the compiled update was traced (1 for a
-            model whose structure does not change).
+            model whose structure does not change; 0 on PyTorch, where
+            the update runs eagerly and nothing is traced).
     """
 
     def __init__(

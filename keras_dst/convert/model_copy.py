@@ -35,11 +35,25 @@ from keras_dst.layers.twins import sparse_twin
 WRAPPER = "keras_dst>SparsifiedModel"
 
 
+def _positions(model):
+    """The layers a record can name, in `layer_tree` order: those with a
+    sparse twin, and sparse ones. (Keras lists some other layers in
+    another order on PyTorch than on TensorFlow and JAX, e.g. a Functional
+    model's inputs and a keras-hub task's preprocessor; these come in the
+    same order on every backend, so a file saved on one loads on all.)"""
+    return [
+        entry
+        for entry in layer_tree(model)
+        if isinstance(entry[0], SparseOptions)
+        or sparse_twin(type(entry[0])) is not None
+    ]
+
+
 def sparse_record(model):
     """The sparse layers `model`'s own config cannot bring back, as a
     JSON-ready list (empty when the config says everything)."""
     record = []
-    for index, (layer, saved, _) in enumerate(layer_tree(model)):
+    for index, (layer, saved, _) in enumerate(_positions(model)):
         if saved or not isinstance(layer, SparseOptions):
             continue
         options = dict(layer.sparse_options)
@@ -63,7 +77,7 @@ def apply_record(model, record):
     creates sub-layers (an untied `SparseReversibleEmbedding`'s
     projection) shifts the positions after it, as it did when recorded.
     """
-    layers = [layer for layer, _, _ in layer_tree(model)]
+    layers = [layer for layer, _, _ in _positions(model)]
     for entry in record:
         twin = keras.saving.get_registered_object(entry["class"])
         index = entry["index"]
@@ -94,7 +108,7 @@ def apply_record(model, record):
         count = len(sublayers(layer))
         convert_layer(layer, twin, options, draw=False)
         if len(sublayers(layer)) != count:
-            layers = [layer for layer, _, _ in layer_tree(model)]
+            layers = [layer for layer, _, _ in _positions(model)]
     return model
 
 

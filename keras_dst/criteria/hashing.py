@@ -6,7 +6,13 @@ does that: the score of entry `i` is a hash of `i` and a key made from
 `(seed, step, layer)`. The hash is Wellons's "lowbias32" integer mixer
 (two rounds of xor-shift-multiply on uint32), a bijection with full
 avalanche; it is computed with the same uint32 arithmetic on every
-backend, so TensorFlow and JAX draw identical masks.
+backend, so TensorFlow, JAX and PyTorch draw identical masks.
+
+Keras maps `"uint32"` to `torch.int64` on PyTorch, where products and
+sums therefore do not wrap at 2^32 by themselves: every product and sum
+is masked to its low 32 bits (`_wrap`), a no-op on the uint32 backends
+and exactly uint32 arithmetic on int64 (the low 32 bits of an int64
+product are those of the uint32 product, wrap-around included).
 """
 
 import numpy as np
@@ -18,12 +24,17 @@ _GOLDEN = 0x9E3779B9
 _MASK32 = 0xFFFFFFFF
 
 
+def _wrap(x):
+    """`x` modulo 2^32 (uint32 arithmetic where "uint32" is int64)."""
+    return ops.bitwise_and(x, ops.convert_to_tensor(_MASK32, x.dtype))
+
+
 def mix32(x):
     """lowbias32: a uint32 -> uint32 bijection (x: uint32 tensor)."""
     x = ops.bitwise_xor(x, ops.right_shift(x, 16))
-    x = ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_1, "uint32"))
+    x = _wrap(ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_1, "uint32")))
     x = ops.bitwise_xor(x, ops.right_shift(x, 15))
-    x = ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_2, "uint32"))
+    x = _wrap(ops.multiply(x, ops.convert_to_tensor(_MULTIPLIER_2, "uint32")))
     return ops.bitwise_xor(x, ops.right_shift(x, 16))
 
 
@@ -50,7 +61,7 @@ def uniform_scores(key, shape):
     """
     size = int(np.prod(shape))
     index = ops.cast(ops.arange(size, dtype="int32"), "uint32")
-    bits = mix32(ops.add(mix32(ops.bitwise_xor(index, key)), key))
+    bits = mix32(_wrap(ops.add(mix32(ops.bitwise_xor(index, key)), key)))
     scores = ops.multiply(
         ops.cast(ops.right_shift(bits, 8), "float32"), 2.0**-24
     )

@@ -86,7 +86,9 @@ class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
     @property
     def reverse_embeddings(self):
         """The untied output projection, masked (its own sparse layer)."""
-        projection = self.__dict__.get("reverse_projection")
+        # getattr: on PyTorch a sub-layer lives in `_modules`, not in
+        # the instance dict.
+        projection = getattr(self, "reverse_projection", None)
         if projection is not None:
             return projection.kernel
         if "_reverse_embeddings" in self.__dict__:  # still building

@@ -1,0 +1,36 @@
+"""PyTorch shims."""
+
+import functools
+
+import torch
+
+# Whether `compile_function` traces (see `backend.traces_functions`).
+TRACES = False
+
+
+def compile_function(fn):
+    """`fn` run eagerly without recording autograd (the update reads
+    trainable variables but is no part of any gradient). See
+    `benchmarks/overhead.py` for the measured alternatives."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def read_value(variable):
+    """The variable's current value (a torch tensor)."""
+    return variable.value
+
+
+def replica_sum(state, variable):
+    """One process, one device: the variable holds the global gradient."""
+    return state.read(variable)
+
+
+def attach_state(model):
+    """PyTorch variables always hold the live state."""
+    del model
