@@ -3,9 +3,9 @@
 Usage: python tests/run_all.py [--backends tensorflow,jax,torch]
                                [--sequential] [pytest args...]
 
-The backends run side by side (most tests are single-threaded Python and
-tracing, so two processes on two cores take about the time of one); each
-one's output is printed whole when it finishes. `--sequential` runs them
+The backends run side by side, one thread each (most tests are
+single-threaded Python and tracing, so the processes share the cores
+well); each one's output is printed whole when it finishes. `--sequential` runs them
 one after the other, streaming the output.
 
 Exits non-zero if any backend fails or if a backend ran no test (pytest's
@@ -21,9 +21,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def command(backend, argv, scratch):
+def command(backend, argv, scratch, single_threaded=False):
     env = dict(os.environ, KERAS_BACKEND=backend)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if single_threaded:
+        # Side by side, three processes share the cores: one thread each
+        # spares the switching between their op thread pools (measured:
+        # examples + sparsify tests 155 s wall instead of 182 s).
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+        flags = env.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false"
     if backend == "jax":
         # XLA compiles the same small graphs for many tests (the same
         # model shapes, train steps and updates): a compilation cache
@@ -81,7 +91,7 @@ def run(backends, argv, sequential, scratch, codes):
     else:
         running = {}
         for backend in backends:
-            cmd, env = command(backend, argv, scratch)
+            cmd, env = command(backend, argv, scratch, single_threaded=True)
             print(f"=== KERAS_BACKEND={backend}: {' '.join(cmd)}", flush=True)
             log = tempfile.TemporaryFile(mode="w+")
             proc = subprocess.Popen(
