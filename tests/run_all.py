@@ -5,8 +5,8 @@ Usage: python tests/run_all.py [--backends tensorflow,jax,torch]
 
 The backends run side by side, one thread each (most tests are
 single-threaded Python and tracing, so the processes share the cores
-well); each one's output is printed whole when it finishes. `--sequential` runs them
-one after the other, streaming the output.
+well); each one's output is printed whole when it finishes.
+`--sequential` runs them one after the other, streaming the output.
 
 Exits non-zero if any backend fails or if a backend ran no test (pytest's
 exit code 5 is a failure here, never a silent pass).

@@ -20,10 +20,18 @@ How (a radix select: the threshold is searched bit by bit):
 No sort, O(32 n) work, static shapes: on a 2-core CPU about 7 ms for a
 1M-entry layer (XLA's `top_k` with k = 30k: about 20 ms), and it needs no
 static bound on k.
+
+Where functions run eagerly (PyTorch), every one of those 32 passes is an
+op of its own, and nothing is traced that a static `k` would retrace: the
+selection there is one `top_k` per layer on a unique int64 key (the
+order key in the high 32 bits, the reversed flat index in the low ones),
+the same selection with the same tie rule in a few ops.
 """
 
 import numpy as np
 from keras import ops
+
+from keras_dst.backend import traces_functions
 
 _INT32_MIN = np.int32(np.iinfo(np.int32).min)
 _INT32_MAX = np.int32(np.iinfo(np.int32).max)
@@ -137,6 +145,8 @@ def select_largest(scores, candidates, ks):
         )
         for s, c in zip(scores, candidates)
     ]
+    if not traces_functions():
+        return _select_largest_eager(keys, candidates, ks)
     thresholds, counts = _thresholds(keys, ks)
     selected = []
     for layer, (key, candidate) in enumerate(zip(keys, candidates)):
@@ -153,6 +163,30 @@ def select_largest(scores, candidates, ks):
             return ops.logical_or(above, _first_true(tied, places))
 
         chosen = ops.cond(taken > k, break_ties, lambda at=at_least: at)
+        selected.append(ops.reshape(chosen, ops.shape(candidate)))
+    return selected
+
+
+def _select_largest_eager(keys, candidates, ks):
+    """`select_largest` for eager backends: one `top_k` per layer.
+
+    The int64 key `order_key * 2^32 + (2^32 - 1 - index)` is unique and
+    orders like (score, then lowest index first), so the k largest keys
+    are the selection; `k` is read on the host (no trace to keep).
+    """
+    ks = ops.convert_to_numpy(ks)
+    selected = []
+    for key, candidate, k in zip(keys, candidates, ks):
+        flat = ops.reshape(candidate, (-1,))
+        k = min(int(k), int(ops.convert_to_numpy(count_true(flat))))
+        if k <= 0:
+            selected.append(ops.zeros_like(candidate))
+            continue
+        size = int(key.shape[0])
+        low = ops.subtract(2**32 - 1, ops.arange(size, dtype="int64"))
+        unique = ops.add(ops.multiply(ops.cast(key, "int64"), 2**32), low)
+        values, _ = ops.top_k(unique, k, sorted=False)
+        chosen = ops.greater_equal(unique, ops.min(values))
         selected.append(ops.reshape(chosen, ops.shape(candidate)))
     return selected
 
