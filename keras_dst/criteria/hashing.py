@@ -15,7 +15,8 @@ and exactly uint32 arithmetic on int64 (the low 32 bits of an int64
 product are those of the uint32 product, wrap-around included).
 """
 
-import numpy as np
+import math
+
 from keras import ops
 
 _MULTIPLIER_1 = 0x7FEB352D
@@ -59,7 +60,7 @@ def uniform_scores(key, shape):
     float32 multiple of 2^-24. Top-k of these scores is a uniform draw of k
     positions.
     """
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     index = ops.cast(ops.arange(size, dtype="int32"), "uint32")
     bits = mix32(_wrap(ops.add(mix32(ops.bitwise_xor(index, key)), key)))
     scores = ops.multiply(

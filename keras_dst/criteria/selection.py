@@ -28,17 +28,24 @@ order key in the high 32 bits, the reversed flat index in the low ones),
 the same selection with the same tie rule in a few ops.
 """
 
+import math
+
 import numpy as np
 from keras import ops
 
 from keras_dst.backend import traces_functions
 
-_INT32_MIN = np.int32(np.iinfo(np.int32).min)
-_INT32_MAX = np.int32(np.iinfo(np.int32).max)
-# Bit b of the offset (unsigned) key, from the top: 2^31, 2^30, ..., 1.
-_BITS = np.array(
-    [np.int64(1) << (31 - i) for i in range(32)], dtype=np.uint32
-).view(np.int32)
+# Python ints, not numpy scalars: a tracer (Dynamo) may not read numpy.
+_INT32_MIN = -(2**31)
+_INT32_MAX = 2**31 - 1
+# Bit b of the offset (unsigned) key, from the top: 2^31, 2^30, ..., 1,
+# as int32 values.
+_BITS = tuple(
+    int(b)
+    for b in np.array(
+        [np.int64(1) << (31 - i) for i in range(32)], dtype=np.uint32
+    ).view(np.int32)
+)
 
 
 def order_keys(scores):
@@ -61,7 +68,7 @@ def count_true(x):
     Summed in float32 when that is exact (at most 2^24 entries): XLA's CPU
     backend vectorizes float reductions, about 2.5x faster than int32.
     """
-    size = int(np.prod(x.shape))
+    size = math.prod(x.shape)
     dtype = "float32" if size <= 2**24 else "int32"
     return ops.cast(ops.sum(ops.cast(x, dtype)), "int32")
 
@@ -69,8 +76,8 @@ def count_true(x):
 def _thresholds(keys, ks):
     """Per layer, the largest key t with at least k candidates >= t, and
     the number of candidates >= t (0 if t is INT32_MIN: fewer than k)."""
-    bits = ops.convert_to_tensor(_BITS)
-    offset = ops.convert_to_tensor(_INT32_MIN)
+    bits = ops.convert_to_tensor(_BITS, dtype="int32")
+    offset = ops.convert_to_tensor(_INT32_MIN, dtype="int32")
 
     def body(i, state):
         found, taken = state
@@ -102,7 +109,10 @@ def _first_true(x, count):
     size = int(x.shape[0])
     width = 1024
     rows = -(-size // width)
-    grid = ops.reshape(ops.pad(x, [(0, rows * width - size)]), (rows, width))
+    # Padded by concatenation: `ops.pad` names a Keras Operation even
+    # when eager, which torch.compile cannot trace without a guard.
+    tail = ops.zeros((rows * width - size,), dtype=x.dtype)
+    grid = ops.reshape(ops.concatenate([x, tail]), (rows, width))
     per_row = ops.cast(ops.sum(ops.cast(grid, "float32"), axis=1), "int32")
     through = ops.cumsum(per_row)  # True entries in rows 0..r
     cut = ops.argmax(through > count)  # the row where `count` runs out

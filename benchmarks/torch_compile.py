@@ -1,0 +1,173 @@
+"""PyTorch: the update run eagerly (what keras_dst does) vs `torch.compile`.
+
+    python benchmarks/torch_compile.py            # about 5 min on 2 cores
+
+An experiment, not a feature: for each method (RigL, SET) one child process
+per mode fits a 784-1000-1000-1000-10 MLP at 90% sparsity for one short
+epoch, then times 8 direct `updater.update(model, step, 0.3)` calls.
+
+* eager: keras_dst as shipped on PyTorch (one `top_k` per layer, `k` read
+  on the host).
+* compiled: the same update function under `torch.compile(fullgraph=True,
+  dynamic=False)`, with the selection that TensorFlow and JAX compile (the
+  radix select: static shapes, `k` a tensor) and its one data-dependent
+  branch (`ops.cond`) computed as `ops.where`. To do this the child swaps
+  the PyTorch shim's `compile_function` (`keras_dst.backend.torch`) and the
+  module attribute that selects the eager selection: internals of this
+  experiment, not an API.
+
+Both modes must reach the same masks (their SHA-1 is compared). Writes
+`benchmarks/results/torch_compile.{json,md}`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import provenance  # noqa: E402
+
+CHILD = r"""
+import hashlib, json, os, sys, time
+import numpy as np, torch, keras
+torch.set_num_threads(int(sys.argv[3]))
+import keras_dst
+mode, method = sys.argv[1], sys.argv[2]
+if mode == "compiled":
+    from keras_dst.backend import torch as shim
+    import keras_dst.callbacks.compiled_update as update_module
+    import keras_dst.criteria.selection as selection
+
+    def compile_function(fn):
+        compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+
+        def run(*args):
+            with torch.no_grad():
+                return compiled(*args)
+
+        return run
+
+    shim.compile_function = compile_function
+    selection.traces_functions = lambda: True  # the static selection
+    update_module.traces_functions = lambda: False  # no trace counter
+    keras.ops.cond = lambda pred, a, b: keras.ops.where(pred, a(), b())
+keras.utils.set_random_seed(0)
+model = keras.Sequential(
+    [keras.Input((784,))]
+    + [keras_dst.layers.SparseDense(1000, activation="relu") for _ in "123"]
+    + [keras_dst.layers.SparseDense(10)]
+)
+model.compile(
+    keras.optimizers.SGD(0.01, momentum=0.9),
+    keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+)
+callback = getattr(keras_dst, method)(sparsity=0.9, update_interval=100, seed=0)
+rng = np.random.default_rng(0)
+x = rng.random((1280, 784), dtype="float32")
+y = rng.integers(0, 10, 1280)
+model.fit(x, y, batch_size=128, epochs=1, callbacks=[callback], verbose=0)
+updater = callback.updater
+start = time.perf_counter()
+updater.update(model, 1000, 0.3)
+first = time.perf_counter() - start
+times = []
+for i in range(8):
+    start = time.perf_counter()
+    updater.update(model, 1100 + 100 * i, 0.3)
+    times.append(time.perf_counter() - start)
+digest = hashlib.sha1()
+for layer in model.layers:
+    digest.update(keras.ops.convert_to_numpy(layer.kernel_mask).tobytes())
+print("RESULT " + json.dumps({
+    "first_call_s": first,
+    "ms_per_update": [1000 * t for t in times],
+    "masks_sha1": digest.hexdigest(),
+}))
+"""
+
+
+def run_child(mode, method, threads):
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, method, str(threads)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=provenance.ROOT,
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"{mode} {method} failed:\n{out.stderr[-3000:]}")
+
+
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return (values[n // 2] + values[(n - 1) // 2]) / 2
+
+
+def main():
+    threads = int(os.environ.get("THREADS", "2"))
+    start = time.time()
+    rows = []
+    for method in ("RigL", "SET"):
+        for mode in ("eager", "compiled"):
+            result = run_child(mode, method, threads)
+            result.update(method=method, mode=mode)
+            rows.append(result)
+            print(method, mode, f"{median(result['ms_per_update']):.1f} ms")
+    report = {
+        "command": provenance.command_line(),
+        "threads": threads,
+        "machine": provenance.machine_info(),
+        "versions": provenance.versions(provenance.DISTRIBUTIONS + ("torch",)),
+        "git": provenance.git_info(),
+        "minutes": (time.time() - start) / 60,
+        "rows": rows,
+    }
+    path = os.path.join(
+        provenance.ROOT, "benchmarks", "results", "torch_compile"
+    )
+    with open(path + ".json", "w") as f:
+        json.dump(report, f, indent=1)
+    lines = [
+        "# PyTorch: eager update vs torch.compile",
+        "",
+        f"Generated by `{report['command']}` on "
+        f"{report['machine'].get('cpu_model', '?')} "
+        f"({threads} torch threads), {report['minutes']:.1f} min; torch "
+        f"{report['versions'].get('torch')}, keras "
+        f"{report['versions'].get('keras')}.",
+        "",
+        "MLP 784-1000-1000-1000-10, 90% sparse (ERK), drop fraction 0.3; "
+        "ms/update: median (min-max) of 8 direct `updater.update` calls "
+        "after the first.",
+        "",
+        "| method | mode | first call s | ms/update | masks SHA-1 |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ms = row["ms_per_update"]
+        lines.append(
+            f"| {row['method']} | {row['mode']} | {row['first_call_s']:.1f} "
+            f"| {median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) "
+            f"| `{row['masks_sha1'][:12]}` |"
+        )
+    provenance.write_markdown_keeping_notes(path + ".md", lines)
+    same = {
+        method: len({r["masks_sha1"] for r in rows if r["method"] == method})
+        == 1
+        for method in ("RigL", "SET")
+    }
+    print("same masks in both modes:", same)
+    if not all(same.values()):
+        sys.exit("eager and compiled updates disagree")
+
+
+if __name__ == "__main__":
+    main()
