@@ -9,6 +9,7 @@ import keras
 
 from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.sparse_layer import mark_probes_live
 from keras_dst.utils.checks import check_update_interval
 
 
@@ -38,6 +39,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
         self._last = None
         self._epoch_step = 0
         self._next = None
+        self._chunk = 1
         self._logged_updates = 0
 
     # -- what every scheduled callback exposes ------------------------------
@@ -61,6 +63,12 @@ class StepScheduledCallback(keras.callbacks.Callback):
     def sparsity(self):
         """Current global sparsity over the sparse layers."""
         return self._ready().sparsity
+
+    @property
+    def chunk(self):
+        """Optimizer steps per `on_train_batch_begin` call (the model's
+        `steps_per_execution`)."""
+        return self._chunk
 
     @property
     def epoch_start_step(self):
@@ -126,6 +134,11 @@ class StepScheduledCallback(keras.callbacks.Callback):
         # The state is synced at epoch boundaries: this read is free on JAX.
         iterations = self.model.optimizer.iterations
         self._epoch_step = int(keras.ops.convert_to_numpy(iterations))
+        # Steps per `on_train_batch_begin` call (the next call's step is
+        # at most this far ahead).
+        self._chunk = max(
+            int(getattr(self._target, "steps_per_execution", 1) or 1), 1
+        )
         if self._origin is None:
             self._first, self._last = self._place(epoch)
             self._logged_updates = len(self.updater.history)
@@ -133,11 +146,25 @@ class StepScheduledCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_step + batch
-        if step < self._next:
+        chunk = self._chunk
+        if step + chunk < self._next:
             return  # pure Python: no device access on ordinary steps
+        if step < self._next:
+            # This step's gradient is what the update at `_next` reads.
+            self._probes_live(True)
+            return
         self._next = self._next_at_or_after(step + 1)
         if step <= self._last:
             self._act(step)
+        self._probes_live(step + chunk >= self._next)
+
+    def _probes_live(self, live):
+        """Marks the probes an update will read, so that checkpoints keep
+        them (a probe is otherwise saved as zeros: see
+        `SparseLayer.save_own_variables`)."""
+        updater = self.updater
+        if getattr(updater, "needs_gradient", False) and updater.layers:
+            mark_probes_live(updater.layers, live)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -19,6 +19,7 @@ from keras_dst.callbacks.dynamic_sparsity_callback import (
 from keras_dst.criteria.registry import check_growth
 from keras_dst.criteria.registry import get_growth
 from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.sparse_layer import mark_probes_live
 from keras_dst.schedules.cyclic_learning_rate import CyclicLearningRate
 from keras_dst.schedules.cyclic_learning_rate import check_cyclic_learning_rate
 from keras_dst.schedules.cyclic_learning_rate import check_learning_rate_bounds
@@ -225,6 +226,7 @@ class SupTickets(keras.callbacks.Callback):
         self.learning_rate_schedule = None
         self._optimizer = None
         self._started = False
+        self._reexplores_by_gradient = False
 
     # -- what it exposes ----------------------------------------------------
 
@@ -287,6 +289,11 @@ class SupTickets(keras.callbacks.Callback):
         self._plan(params.get("epochs"), params.get("steps"))  # checks
         check_cyclic_learning_rate(self.model.optimizer)
         self._check_reexplore_growth(self.model)
+        self._reexplores_by_gradient = (
+            self.base.updater.needs_gradient
+            if self.reexplore_growth == "base"
+            else get_growth(self.reexplore_growth).needs_gradient
+        )
         self.base.on_train_begin(logs)
         self._started = False
 
@@ -301,6 +308,12 @@ class SupTickets(keras.callbacks.Callback):
             self._cycle_starts.pop(0)
             self._cycle_start(step)
         self.base.on_train_batch_begin(batch, logs)
+        if (
+            self._cycle_starts
+            and self._reexplores_by_gradient
+            and step + self.base.chunk >= self._cycle_starts[0]
+        ):  # the re-exploration at the cycle start reads this step's probe
+            mark_probes_live(self.base.updater.layers, True)
 
     def on_epoch_end(self, epoch, logs=None):
         self.base.on_epoch_end(epoch, logs)

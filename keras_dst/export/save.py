@@ -37,7 +37,11 @@ def save_model(model, path, compress=True, values=None):
     nothing. The file loads with the stock `keras.saving.load_model`
     (import `keras_dst` first, as for any model holding its layers) with
     every variable bit-identical (weights, masks, explored unions,
-    gradient probes, optimizer state), so training can resume from it.
+    optimizer state), so training can resume from it exactly. Gradient
+    probes without momentum are saved as zeros by every Keras save path
+    (this one, `model.save`, `BackupAndRestore`): they hold the last
+    step's dense gradient, which the next step overwrites before any
+    update reads it (see `SparseLayer.save_own_variables`).
 
     Layers that `keras_dst.sparsify` made sparse inside other layers (a
     keras-hub backbone's attention and feed-forward layers, the layers of

@@ -442,6 +442,24 @@ class SparseLayer(SparseOptions):
     # Keras's Dense/Conv/Embedding save only their own named weights; save
     # and load every variable of the layer (mask and probe included).
     def save_own_variables(self, store):
+        """Saves every variable of the layer, the gradient probe as zeros.
+
+        Without momentum the probe holds the last step's dense gradient:
+        as much incompressible data as a dense kernel, and no state, since
+        the next train step overwrites it before any update reads it. So
+        it is written as zeros (which compress to almost nothing, see
+        `keras_dst.save_model`) and resuming stays exact. Two cases keep
+        it: with `kernel_gradient_momentum > 0` (SNFS) it holds a moving
+        average that the next steps build on; and between the last train
+        step before a gradient-based update and that update (the update
+        runs as its step begins and reads the previous step's gradient),
+        the callback marks the probe live (`mark_probes_live`), so a
+        checkpoint taken at that epoch end holds what the update reads.
+        """
+        probe = self.kernel_gradient
+        live = self.__dict__.get("_probe_live", False)
+        if probe is not None and not live and not _has_momentum(self):
+            store = _ZeroedOnSave(store, probe)
         keras.layers.Layer.save_own_variables(self, store)
 
     def load_own_variables(self, store):
@@ -468,3 +486,31 @@ class SparseLayer(SparseOptions):
             f"Quantization is not supported on sparse layer '{self.name}'. "
             "Call `keras_dst.strip(model)` first to get plain Keras layers."
         )
+
+
+def _has_momentum(layer):
+    """Whether the probe holds a moving average (one scalar read)."""
+    momentum = ops.convert_to_numpy(layer.kernel_gradient_momentum.value)
+    return float(momentum) != 0.0
+
+
+class _ZeroedOnSave:
+    """A save store that receives zeros in place of one variable."""
+
+    def __init__(self, store, variable):
+        self.store = store
+        self.variable = variable
+
+    def __setitem__(self, key, value):
+        if value is self.variable:
+            value = np.zeros(
+                tuple(value.shape), keras.backend.standardize_dtype(value.dtype)
+            )
+        self.store[key] = value
+
+
+def mark_probes_live(layers, live):
+    """Tells `layers` whether their probes hold a gradient that an update
+    will read (then `save_own_variables` writes them as they are)."""
+    for layer in layers:
+        object.__setattr__(layer, "_probe_live", bool(live))
