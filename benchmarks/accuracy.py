@@ -537,7 +537,7 @@ def spearman(x, y):
     """Spearman's rank correlation (None if either side is constant)."""
     rx, ry = ranks(x), ranks(y)
     mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
     sxx = sum((a - mx) ** 2 for a in rx)
     syy = sum((b - my) ** 2 for b in ry)
     if sxx == 0 or syy == 0:
@@ -656,8 +656,8 @@ def claims(stats, models, sparsities):
                 continue
             pairs = [
                 (a, b)
-                for seed_a, a in zip(sup["seeds"], sup["acc"])
-                for seed_b, b in zip(base["seeds"], base["acc"])
+                for seed_a, a in zip(sup["seeds"], sup["acc"], strict=True)
+                for seed_b, b in zip(base["seeds"], base["acc"], strict=True)
                 if seed_a == seed_b
             ]
             wins = sum(a > b for a, b in pairs)

@@ -363,7 +363,9 @@ def explore_claims(runs):
             continue
         rates = [stat(lens[e], "itop_rate")[0] for e in sorted(lens)]
         found["length"][1] += 1
-        found["length"][0] += all(a < b for a, b in zip(rates, rates[1:]))
+        found["length"][0] += all(
+            a < b for a, b in zip(rates, rates[1:], strict=True)
+        )
     # 2. R_s grows with smaller ΔT, at a fixed length.
     fixed = cells(runs, "explore", ("model", "method", "sparsity", "epochs"))
     for key, rs in fixed.items():
@@ -376,7 +378,9 @@ def explore_claims(runs):
             continue
         rates = [stat(per_dt[d], "itop_rate")[0] for d in sorted(per_dt)]
         found["interval"][1] += 1
-        found["interval"][0] += all(a > b for a, b in zip(rates, rates[1:]))
+        found["interval"][0] += all(
+            a > b for a, b in zip(rates, rates[1:], strict=True)
+        )
         accs = {d: stat(per_dt[d]) for d in sorted(per_dt)}
         best = max(accs, key=lambda d: accs[d][0])
         found["reliable"].append(
@@ -384,7 +388,11 @@ def explore_claims(runs):
                 "cell": key,
                 "accuracy_by_interval": accs,
                 "r_s_by_interval": dict(
-                    zip(sorted(per_dt), [round(x, 4) for x in rates])
+                    zip(
+                        sorted(per_dt),
+                        [round(x, 4) for x in rates],
+                        strict=True,
+                    )
                 ),
                 "best_interval": best,
             }
@@ -705,7 +713,7 @@ def write_plots(prefix, payload):
             len(models), 2, figsize=(12, 4.5 * len(models)), squeeze=False
         )
         colors = {0.9: "tab:blue", 0.95: "tab:orange", 0.98: "tab:red"}
-        for row, model in zip(axes, models):
+        for row, model in zip(axes, models, strict=True):
             fixed = cells(
                 [r for r in explore if r["model"] == model],
                 "explore",
@@ -742,8 +750,8 @@ def write_plots(prefix, payload):
                 errs = [dense[e][1] for e in lengths]
                 row[1].fill_between(
                     lengths,
-                    [m - e for m, e in zip(means, errs)],
-                    [m + e for m, e in zip(means, errs)],
+                    [m - e for m, e in zip(means, errs, strict=True)],
+                    [m + e for m, e in zip(means, errs, strict=True)],
                     color="gray",
                     alpha=0.3,
                     label="dense",
@@ -790,7 +798,9 @@ def write_plots(prefix, payload):
         fig, axes = plt.subplots(
             1, len(grid), figsize=(4 * len(grid), 3.6), squeeze=False
         )
-        for ax, ((growth, s), rs) in zip(axes[0], sorted(grid.items())):
+        for ax, ((growth, s), rs) in zip(
+            axes[0], sorted(grid.items()), strict=True
+        ):
             for r in rs:
                 curve = r["history"].get("val_accuracy")
                 if not curve:

@@ -435,7 +435,7 @@ def run_backend(args):
                 now = masks_of(run["model"])
                 changed = sum(
                     int((a != b).sum())
-                    for a, b in zip(run["masks_after_warmup"], now)
+                    for a, b in zip(run["masks_after_warmup"], now, strict=True)
                 )
                 total = sum(a.size for a in now)
                 run["mask_entries_changed_in_rounds"] = changed

@@ -96,7 +96,9 @@ def child(args):
             cpu[kind].append(time.process_time() - c0)
             wall[kind].append(time.perf_counter() - t0)
     ratios = {
-        k: statistics.median(a / b for a, b in zip(cpu[k], cpu["dense"]))
+        k: statistics.median(
+            a / b for a, b in zip(cpu[k], cpu["dense"], strict=True)
+        )
         for k in ("probe", "noprobe")
     }
     # One prune-and-regrow update of the trained probe model, called

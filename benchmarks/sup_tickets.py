@@ -501,8 +501,8 @@ def sparsity_check(model):
 def jaccard(a, b):
     import numpy as np
 
-    inter = sum(int(np.sum(x & y)) for x, y in zip(a, b))
-    union = sum(int(np.sum(x | y)) for x, y in zip(a, b))
+    inter = sum(int(np.sum(x & y)) for x, y in zip(a, b, strict=True))
+    union = sum(int(np.sum(x | y)) for x, y in zip(a, b, strict=True))
     return inter / union if union else 1.0
 
 
@@ -595,7 +595,7 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
     masks = [[s[i].astype(bool) for i in mask_at] for s in snaps]
 
     def accuracy(weights, recalibrate=False):
-        for variable, value in zip(model.weights, weights):
+        for variable, value in zip(model.weights, weights, strict=True):
             variable.assign(value.astype(variable.dtype))
         if recalibrate:
             recalibrate_batchnorm(model, x_recal, batch_size=500, verbose=0)
@@ -609,24 +609,25 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
         # The average and its global re-prune by SupTickets' own pieces;
         # the union and the per-layer re-prune are this study's variants.
         averager = TicketAverager(args.superposition, reprune="end")
-        for snap, snap_masks in zip(snaps, masks):
+        for snap, snap_masks in zip(snaps, masks, strict=True):
             averager.add(snap, kernel_at, snap_masks)
         average = averager.average
         global_masks, _, _ = averager.budget_masks(kernel_at, masks[-1])
-        union = [np.logical_or.reduce(ms) for ms in zip(*masks)]
+        union = [np.logical_or.reduce(ms) for ms in zip(*masks, strict=True)]
         counts = [int(m.sum()) for m in masks[-1]]
         kernels = [average[i] for i in kernel_at]
         layer_masks = []
-        for k, n in zip(kernels, counts):
+        for k, n in zip(kernels, counts, strict=True):
             m = np.zeros(k.size, bool)
             m[np.argsort(-np.abs(k).reshape(-1), kind="stable")[:n]] = True
             layer_masks.append(m.reshape(k.shape))
 
         def with_masks(chosen):
             weights = [
-                a if f else s for a, s, f in zip(average, snaps[-1], is_float)
+                a if f else s
+                for a, s, f in zip(average, snaps[-1], is_float, strict=True)
             ]
-            for i, j, m in zip(mask_at, kernel_at, chosen):
+            for i, j, m in zip(mask_at, kernel_at, chosen, strict=True):
                 weights[i] = m.astype("uint8")
                 weights[j] = np.where(m, average[j], 0.0)
             return weights
@@ -642,17 +643,21 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
             jaccard(global_masks, final_masks), 6
         )
         out["jaccard_consecutive"] = [
-            round(jaccard(a, b), 4) for a, b in zip(masks, masks[1:])
+            round(jaccard(a, b), 4)
+            for a, b in zip(masks, masks[1:], strict=True)
         ]
         out["jaccard_superposed_vs_last_ticket"] = round(
             jaccard(final_masks, masks[-1]), 4
         )
         out["superposed_mask_inside_union"] = bool(
-            all(not np.any(f & ~u) for f, u in zip(final_masks, union))
+            all(
+                not np.any(f & ~u)
+                for f, u in zip(final_masks, union, strict=True)
+            )
         )
         out["layer_counts_last_ticket"] = counts
         out["layer_counts_superposed"] = [int(m.sum()) for m in final_masks]
-    for variable, value in zip(model.weights, final):
+    for variable, value in zip(model.weights, final, strict=True):
         variable.assign(value)
     return out
 

@@ -346,7 +346,7 @@ class BadInputTest(TestCase):
         return [self.to_numpy(v).copy() for v in model.weights]
 
     def assertUnchanged(self, model, before):
-        for v, b in zip(model.weights, before):
+        for v, b in zip(model.weights, before, strict=True):
             np.testing.assert_array_equal(self.to_numpy(v), b, v.path)
 
     @parameterized.named_parameters(*CONSTRUCTION)
@@ -557,7 +557,7 @@ class BadInputTest(TestCase):
             self.assertFalse(updater.update(model, 10, 0.3))
         self.assertTrue(any("skipped" in str(w.message) for w in caught))
         self.assertEqual(updater.history, [])
-        for v, b in zip(model.weights, before):
+        for v, b in zip(model.weights, before, strict=True):
             np.testing.assert_array_equal(self.to_numpy(v), b)
 
     def test_non_finite_gradient_at_update_step(self):
@@ -601,7 +601,9 @@ class BadInputTest(TestCase):
         skipped = [w for w in caught if "skipped" in str(w.message)]
         self.assertLen(skipped, 3)  # steps 3, 6, 9 (SET stops at 75%: 12)
         # Not only the counts (SET keeps those anyway): the masks.
-        for layer, mask in zip(keras_dst.sparse_layers(model), masks):
+        for layer, mask in zip(
+            keras_dst.sparse_layers(model), masks, strict=True
+        ):
             np.testing.assert_array_equal(layer.get_mask(), mask)
 
 

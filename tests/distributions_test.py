@@ -314,7 +314,9 @@ class InitializeMasksTest(TestCase):
         keras_dst.initialize_masks(
             model, 0.75, "uniform", mask_init="magnitude"
         )
-        for layer, w in zip(keras_dst.sparse_layers(model), before):
+        for layer, w in zip(
+            keras_dst.sparse_layers(model), before, strict=True
+        ):
             mask = layer.get_mask()
             self.assertExactSparsity(layer, w.size // 4)
             kept, dropped = np.abs(w[mask == 1]), np.abs(w[mask == 0])
@@ -332,7 +334,7 @@ class InitializeMasksTest(TestCase):
             masks.append(
                 [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
             )
-        for a, b in zip(masks[0], masks[1]):
+        for a, b in zip(masks[0], masks[1], strict=True):
             np.testing.assert_array_equal(a, b)
         self.assertFalse(np.array_equal(masks[0][0], masks[2][0]))
 
@@ -359,7 +361,9 @@ class InitializeMasksTest(TestCase):
         with self.assertRaisesRegex(ValueError, "cannot be reached"):
             names = [layer.name for layer in keras_dst.sparse_layers(model)]
             keras_dst.initialize_masks(model, 0.99, keep_dense=names[:2])
-        for layer, mask in zip(keras_dst.sparse_layers(model), masks):
+        for layer, mask in zip(
+            keras_dst.sparse_layers(model), masks, strict=True
+        ):
             np.testing.assert_array_equal(layer.get_mask(), mask)
 
 

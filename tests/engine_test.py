@@ -149,7 +149,7 @@ class EngineTest(TestCase):
         before = [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
         self.fit(keras_dst.Static(0.9), epochs=1, model=model)
         after = [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
-        for a, b in zip(before, after):
+        for a, b in zip(before, after, strict=True):
             np.testing.assert_array_equal(a, b)
 
     def test_static_never_changes_masks(self):
@@ -158,7 +158,7 @@ class EngineTest(TestCase):
         self.fit(callback, extra=[recorder])
         self.assertEqual(callback.updater.history, [])
         for masks in recorder.masks[1:]:
-            for a, b in zip(masks, recorder.masks[0]):
+            for a, b in zip(masks, recorder.masks[0], strict=True):
                 np.testing.assert_array_equal(a, b)
         self.assertAlmostEqual(callback.itop_rate, 1 - callback.sparsity)
 
@@ -201,7 +201,7 @@ class EngineTest(TestCase):
         # k = floor(fraction * active) per layer.
         counts = callback.updater.active_counts
         for h in history:
-            for layer_k, n in zip(h["k"].values(), counts):
+            for layer_k, n in zip(h["k"].values(), counts, strict=True):
                 self.assertEqual(layer_k, int(np.floor(h["drop_fraction"] * n)))
 
     def test_itop_schedule_anneals_to_its_end_fraction(self):
@@ -298,10 +298,10 @@ class EngineTest(TestCase):
         final = [layer.get_mask() for layer in layers]
         union = [np.zeros_like(m, dtype=bool) for m in final]
         for masks in recorder.masks + [final]:
-            union = [u | (m == 1) for u, m in zip(union, masks)]
+            union = [u | (m == 1) for u, m in zip(union, masks, strict=True)]
         total = sum(u.sum() for u in union) / sum(u.size for u in union)
         self.assertAlmostEqual(callback.itop_rate, total, places=12)
-        for layer, u in zip(layers, union):
+        for layer, u in zip(layers, union, strict=True):
             self.assertAlmostEqual(
                 callback.itop_rate_per_layer[keras_dst.layer_path(layer)],
                 u.mean(),
@@ -325,7 +325,7 @@ class EngineTest(TestCase):
             results.append(
                 [layer.get_mask() for layer in keras_dst.sparse_layers(model)]
             )
-        for a, b in zip(*results):
+        for a, b in zip(*results, strict=True):
             np.testing.assert_array_equal(a, b)
 
     def test_no_model_access_on_steps_without_update(self):
@@ -455,7 +455,7 @@ class UpdaterTest(TestCase):
             for layer in layers
         ]
         self.assertTrue(updater.update(model, step=7, drop_fraction=0.25))
-        for layer, (mask, kernel) in zip(layers, before):
+        for layer, (mask, kernel) in zip(layers, before, strict=True):
             new = layer.get_mask().reshape(-1).astype(bool)
             kernel_new = self.to_numpy(layer.kernel_variable).reshape(-1)
             k = int(np.floor(0.25 * mask.sum()))
@@ -490,12 +490,12 @@ class UpdaterTest(TestCase):
         before = [
             (x.get_mask(), self.to_numpy(x.kernel_variable)) for x in layers
         ]
-        for layer, g in zip(layers, grads):
+        for layer, g in zip(layers, grads, strict=True):
             np.testing.assert_allclose(
                 self.to_numpy(layer.kernel_gradient), g, rtol=1e-4, atol=1e-6
             )
         self.assertTrue(updater.update(model, step=1, drop_fraction=0.3))
-        for layer, g, (mask, kernel) in zip(layers, grads, before):
+        for layer, g, (mask, kernel) in zip(layers, grads, before, strict=True):
             new = layer.get_mask().reshape(-1)
             mask, kernel = mask.reshape(-1), kernel.reshape(-1)
             g = np.abs(g.reshape(-1))
@@ -538,7 +538,7 @@ class UpdaterTest(TestCase):
             warnings.simplefilter("always")
             self.assertFalse(updater.update(model, step=1, drop_fraction=0.5))
         self.assertTrue(any("skipped" in str(w.message) for w in caught))
-        for layer, (mask, kernel) in zip(layers, before):
+        for layer, (mask, kernel) in zip(layers, before, strict=True):
             np.testing.assert_array_equal(layer.get_mask(), mask)
             np.testing.assert_array_equal(
                 self.to_numpy(layer.kernel_variable), kernel
@@ -588,7 +588,9 @@ class UpdaterTest(TestCase):
         ]
         step = 1234
         self.assertTrue(updater.update(model, step=step, drop_fraction=0.5))
-        for i, (layer, (mask, kernel)) in enumerate(zip(layers, before)):
+        for i, (layer, (mask, kernel)) in enumerate(
+            zip(layers, before, strict=True)
+        ):
             k = int(np.floor(0.5 * mask.sum()))
             if growth == "random":
                 score = reference_uniform(updater.seed, step, i, mask.size)

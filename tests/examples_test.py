@@ -192,10 +192,12 @@ class ExamplesTest(TestCase):
         self.assertEqual(summary["updates"], 6)
         sizes = [int(np.prod(r["shape"])) for r in summary["layers"]]
         final = [
-            1.0 - r["active"] / n for r, n in zip(summary["layers"], sizes)
+            1.0 - r["active"] / n
+            for r, n in zip(summary["layers"], sizes, strict=True)
         ]
         expected = sum(
-            n * s * (1.0 - (1.0 - 3 / 5) ** 3) for s, n in zip(final, sizes)
+            n * s * (1.0 - (1.0 - 3 / 5) ** 3)
+            for s, n in zip(final, sizes, strict=True)
         ) / sum(sizes)
         first = summary["history"]["sparsity"][0]
         self.assertAlmostEqual(first, expected, delta=len(sizes) / sum(sizes))
@@ -389,7 +391,7 @@ class ExamplesTest(TestCase):
         for index in range(len(data)):
             batch, labels = data[index]
             self.assertEqual(batch.dtype, np.float32)
-            for image, label in zip(batch, labels):
+            for image, label in zip(batch, labels, strict=True):
                 found = [
                     (dy, dx, flip)
                     for dy in range(9)

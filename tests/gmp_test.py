@@ -118,7 +118,7 @@ class GMPTest(TestCase):
         gmp.layers = keras_dst.sparse_layers(model)
         before = [self.to_numpy(layer.kernel_variable) for layer in gmp.layers]
         gmp.prune_to({keras_dst.layer_path(layer): 0.5 for layer in gmp.layers})
-        for layer, w in zip(gmp.layers, before):
+        for layer, w in zip(gmp.layers, before, strict=True):
             mask = layer.get_mask().astype(bool)
             self.assertEqual(int(mask.sum()), active_count(w.size, 0.5))
             self.assertGreaterEqual(
@@ -180,7 +180,7 @@ class GMPTest(TestCase):
         x, y = self.classification_data(n=64)
         one = train((0, []))
         resumed = train((0, [StopAfter()]), (2, []))
-        for a, b in zip(one, resumed):
+        for a, b in zip(one, resumed, strict=True):
             np.testing.assert_array_equal(a, b)
         self.assertLess(
             sum(int(m.sum()) for m in one), 0.3 * sum(m.size for m in one)

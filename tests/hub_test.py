@@ -160,6 +160,7 @@ class HubModelTest(TestCase):
         for a, b in zip(
             values(model.optimizer.variables),
             values(loaded.optimizer.variables),
+            strict=True,
         ):
             np.testing.assert_array_equal(a, b)
 
@@ -202,11 +203,15 @@ class HubModelTest(TestCase):
         self.assertIs(type(loaded), type(model))
         self.assertEqual(self.active_counts(loaded), counts)
         for a, b in zip(
-            keras_dst.sparse_layers(model), keras_dst.sparse_layers(loaded)
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(loaded),
+            strict=True,
         ):
             np.testing.assert_array_equal(a.get_mask(), b.get_mask())
             np.testing.assert_array_equal(a.get_explored(), b.get_explored())
-        for a, b in zip(values(model.weights), values(loaded.weights)):
+        for a, b in zip(
+            values(model.weights), values(loaded.weights), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
         if type(model).compile is keras.Model.compile:
             # keras-hub tasks override `compile`, so Keras does not compile
@@ -248,12 +253,16 @@ class HubModelTest(TestCase):
         keras_dst.save_model(model, path)
         loaded = keras.saving.load_model(path)
         self.assertOptimizerRestored(model, loaded)
-        for a, b in zip(values(model.weights), values(loaded.weights)):
+        for a, b in zip(
+            values(model.weights), values(loaded.weights), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
         # Training goes on identically from both.
         for m in (model, loaded):
             m.fit(x, y, batch_size=4, verbose=0, shuffle=False)
-        for a, b in zip(values(model.weights), values(loaded.weights)):
+        for a, b in zip(
+            values(model.weights), values(loaded.weights), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
 
 
@@ -335,7 +344,9 @@ class HubResumeAndErrorsTest(TestCase):
         backup = os.path.join(self.temp_dir(), "backup")
         run(True, backup)
         resumed = run(False, backup)
-        for a, b in zip(values(straight.weights), values(resumed.weights)):
+        for a, b in zip(
+            values(straight.weights), values(resumed.weights), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
 
     def test_subclassed_models(self):
@@ -401,7 +412,7 @@ class HubResumeAndErrorsTest(TestCase):
             keras_dst.sparsify(backbone, 0.5, "nope", in_place=True)
         self.assertEqual(classes(backbone), before)
         self.assertLen(backbone.weights, len(weights))
-        for a, b in zip(values(backbone.weights), weights):
+        for a, b in zip(values(backbone.weights), weights, strict=True):
             np.testing.assert_array_equal(a, b)
 
         x = np.ones((2, 3), "float32")

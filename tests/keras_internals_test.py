@@ -310,7 +310,9 @@ class LearningRateTest(TestCase):
         before = [self.to_numpy(w) for w in model.weights]
         model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
         after = [self.to_numpy(w) for w in model.weights]
-        return any(not np.array_equal(a, b) for a, b in zip(before, after))
+        return any(
+            not np.array_equal(a, b) for a, b in zip(before, after, strict=True)
+        )
 
     @parameterized.named_parameters(("plain", False), ("loss_scale", True))
     def test_optimizer_learning_rate(self, loss_scale):

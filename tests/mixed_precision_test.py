@@ -119,7 +119,7 @@ class MixedPrecisionTest(TestCase):
             y,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        for layer, g in zip(keras_dst.sparse_layers(model), grads):
+        for layer, g in zip(keras_dst.sparse_layers(model), grads, strict=True):
             probe = callback.updater.dense_gradient(layer, model.optimizer)
             probe = probe.ravel()
             g = g.ravel()

@@ -156,16 +156,18 @@ def main():
             ),
             "inactive_exact_zero": all(
                 np.all(k[0][m[0] == 0] == 0.0)
-                for k, m in zip(kernels, per_replica)
+                for k, m in zip(kernels, per_replica, strict=True)
             ),
             "masks_equal_single_device": all(
                 np.array_equal(a, b)
-                for a, b in zip(single["masks"], multi["masks"])
+                for a, b in zip(single["masks"], multi["masks"], strict=True)
             ),
             "max_weight_diff": float(
                 max(
                     np.max(np.abs(a - b))
-                    for a, b in zip(single["weights"], multi["weights"])
+                    for a, b in zip(
+                        single["weights"], multi["weights"], strict=True
+                    )
                 )
             ),
             "max_abs_weight": float(
@@ -174,7 +176,9 @@ def main():
             "max_gradient_diff": float(
                 max(
                     np.max(np.abs(a - b))
-                    for a, b in zip(single["gradients"], multi["gradients"])
+                    for a, b in zip(
+                        single["gradients"], multi["gradients"], strict=True
+                    )
                 )
             ),
             "itop_rate": [single["itop_rate"], multi["itop_rate"]],

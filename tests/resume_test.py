@@ -76,14 +76,18 @@ class ResumeTest(TestCase):
 
     def assertSameRun(self, model, reference, callback, reference_callback):
         for layer, ref in zip(
-            keras_dst.sparse_layers(model), keras_dst.sparse_layers(reference)
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(reference),
+            strict=True,
         ):
             np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
             np.testing.assert_array_equal(
                 layer.get_explored(), ref.get_explored()
             )
         # The README promises the same weights: bit for bit.
-        for a, b in zip(model.trainable_weights, reference.trainable_weights):
+        for a, b in zip(
+            model.trainable_weights, reference.trainable_weights, strict=True
+        ):
             np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
         self.assertEqual(callback.itop_rate, reference_callback.itop_rate)
         self.assertModelExactSparsity(model)
@@ -149,7 +153,9 @@ class ResumeTest(TestCase):
         loaded = keras.saving.load_model(path)
         counts = list(self.active_counts(model).values())
         for layer, ref in zip(
-            keras_dst.sparse_layers(loaded), keras_dst.sparse_layers(model)
+            keras_dst.sparse_layers(loaded),
+            keras_dst.sparse_layers(model),
+            strict=True,
         ):
             np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
         second = method("set")
@@ -239,10 +245,12 @@ class SupTicketsResumeTest(TestCase):
         )
         self.assertEqual(sup.superposed, reference_sup.superposed)
         for layer, ref in zip(
-            keras_dst.sparse_layers(model), keras_dst.sparse_layers(reference)
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(reference),
+            strict=True,
         ):
             np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
-        for a, b in zip(model.weights, reference.weights):
+        for a, b in zip(model.weights, reference.weights, strict=True):
             np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
         self.assertEmpty(os.listdir(state))  # finished: state removed
 

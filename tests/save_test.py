@@ -82,7 +82,7 @@ class SaveModelTest(TestCase):
         a, b = self.variables(loaded), self.variables(model)
         self.assertEqual(len(a), len(b))
         probes = 0
-        for u, v in zip(a, b):
+        for u, v in zip(a, b, strict=True):
             self.assertEqual(u.shape, v.shape)
             self.assertEqual(u.dtype, v.dtype)
             is_probe = v.path.endswith("/kernel_gradient")
@@ -132,7 +132,9 @@ class SaveModelTest(TestCase):
         probes = self.assertBitIdentical(loaded, model)
         self.assertEqual(probes, 3 if train and dense_gradient else 0)
         for a, b in zip(
-            keras_dst.sparse_layers(loaded), keras_dst.sparse_layers(model)
+            keras_dst.sparse_layers(loaded),
+            keras_dst.sparse_layers(model),
+            strict=True,
         ):
             self.assertEqual(keras_dst.layer_path(a), keras_dst.layer_path(b))
             np.testing.assert_array_equal(a.get_mask(), b.get_mask())
@@ -175,7 +177,9 @@ class SaveModelTest(TestCase):
         probes = [
             (self.to_numpy(c.kernel_gradient), self.to_numpy(b.kernel_gradient))
             for a, b in zip(
-                keras_dst.sparse_layers(loaded), keras_dst.sparse_layers(model)
+                keras_dst.sparse_layers(loaded),
+                keras_dst.sparse_layers(model),
+                strict=True,
             )
             for c in (a, stock.get_layer(a.name))
         ]
@@ -238,20 +242,22 @@ class SaveModelTest(TestCase):
         keras_dst.save_model(stripped, full)
         keras_dst.save_model(model, half, values="float16")
         # `model` is not changed; the file holds its stripped copy.
-        for v, b in zip(model.weights, before):
+        for v, b in zip(model.weights, before, strict=True):
             np.testing.assert_array_equal(self.to_numpy(v), b)
         loaded = keras.saving.load_model(half)
         self.assertEmpty(keras_dst.sparse_layers(loaded))
         self.assertLen(loaded.weights, len(stripped.weights))
         changed = 0
-        for u, v in zip(loaded.weights, stripped.weights):
+        for u, v in zip(loaded.weights, stripped.weights, strict=True):
             self.assertEqual(u.dtype, "float32")
             v = self.to_numpy(v)
             rounded = v.astype(np.float16).astype(np.float32)
             np.testing.assert_array_equal(self.to_numpy(u), rounded)
             changed += int(np.count_nonzero(rounded != v))
         self.assertGreater(changed, 0)  # really rounded
-        for layer, sparse in zip(loaded.layers, keras_dst.sparse_layers(model)):
+        for layer, sparse in zip(
+            loaded.layers, keras_dst.sparse_layers(model), strict=True
+        ):
             kernel = self.to_numpy(layer.kernel)
             self.assertTrue(np.all(kernel[sparse.get_mask() == 0] == 0.0))
         np.testing.assert_allclose(
@@ -277,7 +283,7 @@ class SaveModelTest(TestCase):
         values = 4 * sum(int(np.prod(v.shape)) for v in stripped.weights)
         self.assertLess(sizes(half), sizes(full) - 0.45 * values)
         loaded = keras.saving.load_model(half)
-        for u, v in zip(loaded.weights, stripped.weights):
+        for u, v in zip(loaded.weights, stripped.weights, strict=True):
             rounded = self.to_numpy(v).astype(np.float16).astype(np.float32)
             np.testing.assert_array_equal(self.to_numpy(u), rounded)
 
@@ -295,7 +301,7 @@ class SaveModelTest(TestCase):
         path = os.path.join(self.temp_dir(), "half.keras")
         keras_dst.save_model(stripped, path, values="float16")
         loaded = keras.saving.load_model(path)
-        for u, v in zip(loaded.weights, stripped.weights):
+        for u, v in zip(loaded.weights, stripped.weights, strict=True):
             v = self.to_numpy(v)
             if v.max() > 65504:
                 np.testing.assert_array_equal(self.to_numpy(u), v)
@@ -378,13 +384,17 @@ class SaveModelTest(TestCase):
             list(self.active_counts(reference).values()),
         )
         for layer, ref in zip(
-            keras_dst.sparse_layers(model), keras_dst.sparse_layers(reference)
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(reference),
+            strict=True,
         ):
             np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
             np.testing.assert_array_equal(
                 layer.get_explored(), ref.get_explored()
             )
-        for a, b in zip(model.trainable_weights, reference.trainable_weights):
+        for a, b in zip(
+            model.trainable_weights, reference.trainable_weights, strict=True
+        ):
             np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
         self.assertEqual(callback.itop_rate, reference_callback.itop_rate)
 

@@ -99,7 +99,7 @@ class SelectionTest(TestCase):
         for ks in ([0, 0, 0], [1, 2, 3], [50, 3, 40], [10**6, 10**6, 10**6]):
             for largest in (True, False):
                 got = self.select(scores, candidates, ks, largest)
-                for s, c, k, g in zip(scores, candidates, ks, got):
+                for s, c, k, g in zip(scores, candidates, ks, got, strict=True):
                     want = reference_select(s, c, k, largest)
                     np.testing.assert_array_equal(g, want)
                     self.assertEqual(int(g.sum()), min(k, int(c.sum())))

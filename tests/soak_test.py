@@ -34,8 +34,8 @@ class UpdateChecker(keras.callbacks.Callback):
         masks = [layer.get_mask().astype(bool) for layer in layers]
         if self.union is None:
             self.union = [m.copy() for m in self.initial]
-        self.union = [u | m for u, m in zip(self.union, masks)]
-        for layer, mask, count in zip(layers, masks, self.counts):
+        self.union = [u | m for u, m in zip(self.union, masks, strict=True)]
+        for layer, mask, count in zip(layers, masks, self.counts, strict=True):
             kernel = self.test.to_numpy(layer.kernel_variable)
             self.test.assertEqual(int(mask.sum()), count)
             self.test.assertTrue(np.all(kernel[~mask] == 0.0))

@@ -220,7 +220,7 @@ class SparsifyTest(TestCase):
         self.assertAlmostEqual(report["total"]["sparsity"], 0.8, delta=0.02)
         self.assertLen(report["layers"], len(shapes))
         text = "\n".join(lines)
-        for row, layer in zip(report["layers"], layers):
+        for row, layer in zip(report["layers"], layers, strict=True):
             nonzero = np.count_nonzero(self.to_numpy(layer.kernel_variable))
             self.assertEqual(row["name"], layer.name)
             self.assertEqual(row["path"], keras_dst.layer_path(layer))
@@ -336,7 +336,7 @@ class SparsifyTest(TestCase):
         sparse.fit(x, np.ones((len(x), 3)), epochs=1, verbose=0)
         self.assertEqual([type(layer) for layer in all_layers(model)], classes)
         self.assertEmpty(keras_dst.sparse_layers(model))
-        for variable, value in zip(model.weights, before):
+        for variable, value in zip(model.weights, before, strict=True):
             np.testing.assert_array_equal(self.to_numpy(variable), value)
         np.testing.assert_array_equal(self.predict(model, x), predictions)
         ids = {id(v) for v in sparse.weights}
@@ -478,7 +478,7 @@ class SparsifyTest(TestCase):
         loaded = keras.saving.load_model(path)
         self.assertEqual(self.active_counts(loaded), counts)
         for a, b in zip(
-            *(keras_dst.sparse_layers(m) for m in (sparse, loaded))
+            *(keras_dst.sparse_layers(m) for m in (sparse, loaded)), strict=True
         ):
             np.testing.assert_array_equal(a.get_mask(), b.get_mask())
         np.testing.assert_array_equal(

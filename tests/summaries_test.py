@@ -85,8 +85,8 @@ class EngineMetricsTest(TestCase):
         union = [m.astype(bool) for m in recorder.masks[0]]
         for record in history:
             after = recorder.masks[record["step"]]
-            union = [u | (m == 1) for u, m in zip(union, after)]
-            for layer, mask, u in zip(layers, after, union):
+            union = [u | (m == 1) for u, m in zip(union, after, strict=True)]
+            for layer, mask, u in zip(layers, after, union, strict=True):
                 metrics = record["layers"][keras_dst.layer_path(layer)]
                 self.assertEqual(metrics["active"], int(mask.sum()))
                 self.assertEqual(
@@ -124,7 +124,9 @@ class EngineMetricsTest(TestCase):
             # rates to be informative on every backend's random init.
             self.assertTrue(updater.update(model, step, drop_fraction=0.25))
             record = updater.history[-1]
-            for i, (layer, (mask, kernel)) in enumerate(zip(layers, before)):
+            for i, (layer, (mask, kernel)) in enumerate(
+                zip(layers, before, strict=True)
+            ):
                 mask = mask.reshape(-1).astype(bool)
                 k = int(np.floor(0.25 * mask.sum()))
                 pruned = reference_select(
@@ -212,7 +214,7 @@ class EngineMetricsTest(TestCase):
         for epoch in range(3):
             mine = [r for r in records if r["step"] // steps == epoch]
             self.assertNotEmpty(mine)
-            for layer, name in zip(layers, names):
+            for layer, name in zip(layers, names, strict=True):
                 moves = [r["layers"][keras_dst.layer_path(layer)] for r in mine]
                 self.assertEqual(
                     logs[f"pruned/{name}"][epoch],
@@ -229,7 +231,7 @@ class EngineMetricsTest(TestCase):
                     else math.nan
                 )
                 np.testing.assert_equal(logs[f"survival/{name}"][epoch], want)
-        for layer, name in zip(layers, names):
+        for layer, name in zip(layers, names, strict=True):
             self.assertAlmostEqual(
                 logs[f"itop_rate/{name}"][-1],
                 callback.itop_rate_per_layer[keras_dst.layer_path(layer)],

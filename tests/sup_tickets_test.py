@@ -168,17 +168,20 @@ class SupTicketsTest(TestCase):
             if kind == "caa":
                 average = [
                     a * k / (k + 1) + t / (k + 1)
-                    for a, t in zip(average, ticket)
+                    for a, t in zip(average, ticket, strict=True)
                 ]
             else:
-                average = [0.5 * a + 0.5 * t for a, t in zip(average, ticket)]
+                average = [
+                    0.5 * a + 0.5 * t
+                    for a, t in zip(average, ticket, strict=True)
+                ]
         index = {id(v): i for i, v in enumerate(model.weights)}
         layers = keras_dst.sparse_layers(model)
         kernels = [average[index[id(x.kernel_variable)]] for x in layers]
         budget = sum(sup.base.updater.active_counts)
         flat = np.concatenate([np.abs(k).ravel() for k in kernels])
         threshold = np.sort(flat)[::-1][budget - 1]
-        for layer, kernel in zip(layers, kernels):
+        for layer, kernel in zip(layers, kernels, strict=True):
             mask = layer.get_mask().astype(bool)
             np.testing.assert_array_equal(mask, np.abs(kernel) >= threshold)
             np.testing.assert_allclose(
@@ -215,7 +218,8 @@ class SupTicketsTest(TestCase):
         average = [w.astype("float64") for w in snaps[0]]
         for k, ticket in enumerate(snaps[1:], start=1):
             average = [
-                a * k / (k + 1) + t / (k + 1) for a, t in zip(average, ticket)
+                a * k / (k + 1) + t / (k + 1)
+                for a, t in zip(average, ticket, strict=True)
             ]
             flat = np.concatenate([np.abs(average[i]).ravel() for i in slots])
             union = np.count_nonzero(flat)
@@ -227,7 +231,7 @@ class SupTicketsTest(TestCase):
             for i in slots:
                 keep = np.abs(average[i]) >= order[budget - 1]
                 average[i] = np.where(keep, average[i], 0.0)
-        for layer, i in zip(layers, slots):
+        for layer, i in zip(layers, slots, strict=True):
             mask = layer.get_mask().astype(bool)
             np.testing.assert_array_equal(mask, average[i] != 0)
             np.testing.assert_allclose(
@@ -251,7 +255,8 @@ class SupTicketsTest(TestCase):
         ended = [w.astype("float64") for w in snaps[0]]
         for k, ticket in enumerate(snaps[1:], start=1):
             ended = [
-                a * k / (k + 1) + t / (k + 1) for a, t in zip(ended, ticket)
+                a * k / (k + 1) + t / (k + 1)
+                for a, t in zip(ended, ticket, strict=True)
             ]
         self.assertGreater(
             max(np.abs(ended[i] - average[i]).max() for i in slots), 1e-3
@@ -297,7 +302,9 @@ class SupTicketsTest(TestCase):
         sup = keras_dst.SupTickets(keras_dst.SET(0.8), cyclic_epochs=1)
         with self.assertRaisesRegex(ValueError, "reexplore_growth='base'"):
             model.fit(x, y, epochs=2, verbose=0, callbacks=[sup])
-        for layer, mask in zip(keras_dst.sparse_layers(model), masks):
+        for layer, mask in zip(
+            keras_dst.sparse_layers(model), masks, strict=True
+        ):
             np.testing.assert_array_equal(layer.get_mask(), mask)
         sup = keras_dst.SupTickets(
             keras_dst.SET(0.8), cyclic_epochs=1, reexplore_growth="base"
@@ -357,7 +364,7 @@ class SupTicketsTest(TestCase):
         recorder = WeightRecorder([])
         model, sup, _ = self.run_sup(recorder=recorder, result="last_ticket")
         self.assertIsNone(sup.superposed)
-        for v, w in zip(model.weights, recorder.snapshots["end"]):
+        for v, w in zip(model.weights, recorder.snapshots["end"], strict=True):
             np.testing.assert_array_equal(self.to_numpy(v), w)
 
     def test_batchnorm_recalibrated(self):
@@ -420,7 +427,9 @@ class SupTicketsTest(TestCase):
             atol=1e-6,
         )
         for a, b in zip(
-            keras_dst.sparse_layers(model), keras_dst.sparse_layers(loaded)
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(loaded),
+            strict=True,
         ):
             np.testing.assert_array_equal(a.get_mask(), b.get_mask())
 

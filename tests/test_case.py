@@ -93,7 +93,7 @@ class TestCase(parameterized.TestCase):
 
             def loss_of(chosen):
                 values = list(trainable)
-                for i, value in zip(index, chosen):
+                for i, value in zip(index, chosen, strict=True):
                     values[i] = value
                 out, _ = model.stateless_call(
                     values, non_trainable, x, training=training

@@ -65,7 +65,7 @@ class WeightInitTest(TestCase):
     def test_scale_is_one_over_sqrt_density_and_only_on_active(self):
         sparse = keras_dst.sparsify(self.dense, 0.9, "uniform", seed=1)
         for old, new in zip(
-            self.dense.layers[1:], keras_dst.sparse_layers(sparse)
+            self.dense.layers[1:], keras_dst.sparse_layers(sparse), strict=True
         ):
             mask = new.get_mask().astype(bool)
             kernel = self.to_numpy(new.kernel_variable)
@@ -80,7 +80,9 @@ class WeightInitTest(TestCase):
             self.dense, 0.9, "uniform", seed=1, weight_init="unscaled"
         )
         for old, new in zip(
-            self.dense.layers[1:], keras_dst.sparse_layers(unscaled)
+            self.dense.layers[1:],
+            keras_dst.sparse_layers(unscaled),
+            strict=True,
         ):
             mask = new.get_mask().astype(bool)
             np.testing.assert_array_equal(
@@ -93,7 +95,7 @@ class WeightInitTest(TestCase):
             self.dense, 0.9, "uniform", mask_init="magnitude"
         )
         for old, new in zip(
-            self.dense.layers[1:], keras_dst.sparse_layers(sparse)
+            self.dense.layers[1:], keras_dst.sparse_layers(sparse), strict=True
         ):
             mask = new.get_mask().astype(bool)
             np.testing.assert_array_equal(
@@ -122,7 +124,7 @@ class WeightInitTest(TestCase):
             verbose=0,
             callbacks=[callback],
         )
-        for layer, kernel in zip(model.layers, before):
+        for layer, kernel in zip(model.layers, before, strict=True):
             mask = layer.get_mask().astype(bool)
             # Zero inputs and targets: SGD leaves the kernel unchanged.
             scale = 1 / np.sqrt(mask.mean())

@@ -360,7 +360,7 @@ def slot_lists(optimizer):
             and len(value) == len(built)
             and any(isinstance(v, keras.Variable) for v in value)
             and all(v is None or isinstance(v, keras.Variable) for v in value)
-            and not all(a is b for a, b in zip(value, built))
+            and not all(a is b for a, b in zip(value, built, strict=True))
         ):
             found.append(list(value))
     return found

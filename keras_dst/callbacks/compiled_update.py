@@ -52,7 +52,7 @@ def _to_blocks(x, block):
     if block is None:
         return x
     split = []
-    for d, b in zip(x.shape, block):
+    for d, b in zip(x.shape, block, strict=True):
         split += [d // b, b]
     axes = tuple(range(1, 2 * len(block), 2))
     return ops.sum(ops.reshape(x, split), axis=axes)
@@ -180,26 +180,30 @@ class _SharedUpdate:
         blocks = self.blocks or [None] * len(layers)
         if self.blocks is not None:  # rank and select whole blocks
             prune_scores = [
-                _to_blocks(x, b) for x, b in zip(prune_scores, blocks)
+                _to_blocks(x, b)
+                for x, b in zip(prune_scores, blocks, strict=True)
             ]
             growth_scores = [
-                _to_blocks(x, b) for x, b in zip(growth_scores, blocks)
+                _to_blocks(x, b)
+                for x, b in zip(growth_scores, blocks, strict=True)
             ]
             grid_masks = [
                 ops.greater(_to_blocks(ops.cast(m, "int32"), b), 0)
-                for m, b in zip(masks, blocks)
+                for m, b in zip(masks, blocks, strict=True)
             ]
         else:
             grid_masks = masks
         pruned = select_smallest(prune_scores, grid_masks, prune_counts * gate)
         survivors = [
             ops.logical_and(mask, ops.logical_not(p))
-            for mask, p in zip(grid_masks, pruned)
+            for mask, p in zip(grid_masks, pruned, strict=True)
         ]
         vacant = [ops.logical_not(s) for s in survivors]
         grown = select_largest(growth_scores, vacant, grow_counts * gate)
-        survivors = [_expand(x, b) for x, b in zip(survivors, blocks)]
-        grown = [_expand(x, b) for x, b in zip(grown, blocks)]
+        survivors = [
+            _expand(x, b) for x, b in zip(survivors, blocks, strict=True)
+        ]
+        grown = [_expand(x, b) for x, b in zip(grown, blocks, strict=True)]
 
         outputs, grown_out, report = [], [], [gate]
         for i, (kernel, _, explored_in, _, slots, before) in enumerate(layers):

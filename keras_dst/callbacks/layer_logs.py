@@ -32,7 +32,9 @@ def epoch_layer_logs(layers, counts, records):
         is present every epoch, so CSVLogger keeps its columns.
     """
     logs = {}
-    for layer, key, a, e, n in zip(layers, layer_keys(layers), *counts):
+    for layer, key, a, e, n in zip(
+        layers, layer_keys(layers), *counts, strict=True
+    ):
         moves = [r["layers"][layer_path(layer)] for r in records]
         before = sum(m["previous_grown"] for m in moves)
         survived = sum(m["survived"] for m in moves)

@@ -332,14 +332,15 @@ class SparseUpdater:
         # k = floor(drop_fraction * n), in whole blocks for block layers.
         counts = [
             int(math.floor(drop_fraction * (n // b))) * b
-            for n, b in zip(self._counts, self._block_sizes())
+            for n, b in zip(self._counts, self._block_sizes(), strict=True)
         ]
         record = {
             "step": int(step),
             "drop_fraction": float(drop_fraction),
             "growth": criterion.name,
             "k": {
-                layer_path(layer): k for layer, k in zip(self.layers, counts)
+                layer_path(layer): k
+                for layer, k in zip(self.layers, counts, strict=True)
             },
         }
         return self._run(
@@ -372,9 +373,11 @@ class SparseUpdater:
             )
         counts = [
             max(0, n - int(targets.get(layer_path(layer), n)))
-            for layer, n in zip(self.layers, self._counts)
+            for layer, n in zip(self.layers, self._counts, strict=True)
         ]
-        for layer, k, b in zip(self.layers, counts, self._block_sizes()):
+        for layer, k, b in zip(
+            self.layers, counts, self._block_sizes(), strict=True
+        ):
             if k % b:
                 raise ValueError(
                     f"`targets` for layer '{layer_path(layer)}' must keep "
@@ -385,7 +388,8 @@ class SparseUpdater:
             "step": int(step),
             "drop_fraction": None,
             "k": {
-                layer_path(layer): k for layer, k in zip(self.layers, counts)
+                layer_path(layer): k
+                for layer, k in zip(self.layers, counts, strict=True)
             },
         }
         zeros = [0] * len(counts)
@@ -403,9 +407,11 @@ class SparseUpdater:
             optimizer = getattr(model, "optimizer", None)
         record["layers"] = {
             layer_path(layer): {"pruned": p, "grown": g}
-            for layer, p, g in zip(self.layers, prune, grow)
+            for layer, p, g in zip(self.layers, prune, grow, strict=True)
         }
-        new_counts = [n - p + g for n, p, g in zip(self._counts, prune, grow)]
+        new_counts = [
+            n - p + g for n, p, g in zip(self._counts, prune, grow, strict=True)
+        ]
         if not any(prune) and not any(grow):  # nothing to move
             self._grown = None  # this update grew nothing
             self._pending.append((record, None))
@@ -431,17 +437,22 @@ class SparseUpdater:
                 grown,
             )
             for layer, layer_slots, grown in zip(
-                self.layers, slots, self._grown
+                self.layers, slots, self._grown, strict=True
             )
         ]
         sizes = self._block_sizes()  # the function counts in blocks
         outputs, self._grown, report = function(
             layers,
             ops.convert_to_tensor(
-                np.asarray([k // b for k, b in zip(prune, sizes)], np.int32)
+                np.asarray(
+                    [k // b for k, b in zip(prune, sizes, strict=True)],
+                    np.int32,
+                )
             ),
             ops.convert_to_tensor(
-                np.asarray([k // b for k, b in zip(grow, sizes)], np.int32)
+                np.asarray(
+                    [k // b for k, b in zip(grow, sizes, strict=True)], np.int32
+                )
             ),
             ops.convert_to_tensor(np.int32(step)),
             ops.convert_to_tensor(np.uint32(self.seed)),
@@ -449,7 +460,9 @@ class SparseUpdater:
         )
         # Everything computed: now write (a skipped update writes back the
         # values it was given).
-        for layer, layer_slots, values in zip(self.layers, slots, outputs):
+        for layer, layer_slots, values in zip(
+            self.layers, slots, outputs, strict=True
+        ):
             write_sparse_state(state, layer, layer_slots, values)
         # The counts the next update starts from; re-read from the masks
         # if this update turns out to have been skipped.
@@ -479,7 +492,10 @@ class SparseUpdater:
                 if stats is None:
                     stats = self._read_stats(self._model)
                 # Nothing pruned: every previously grown entry survived.
-                counts = [(a, e, p, p) for a, e, p in zip(*stats, previous)]
+                counts = [
+                    (a, e, p, p)
+                    for a, e, p in zip(*stats, previous, strict=True)
+                ]
                 self._last_grown = None
             else:
                 active, report = outcome
@@ -496,7 +512,9 @@ class SparseUpdater:
                     )
                     continue
                 explored, survived = np.reshape(report[1:], (-1, 2)).T
-                counts = list(zip(active, explored, previous, survived))
+                counts = list(
+                    zip(active, explored, previous, survived, strict=True)
+                )
                 self._last_grown = grown
             outcomes.append(True)
             self._history.append(self._complete(record, counts))
@@ -508,7 +526,7 @@ class SparseUpdater:
         """Adds the per-layer and total metrics to an update's record."""
         sizes = self._sizes()
         for layer, size, (active, explored, before, survived) in zip(
-            self.layers, sizes, counts
+            self.layers, sizes, counts, strict=True
         ):
             metrics = record["layers"][layer_path(layer)]
             metrics.update(
@@ -583,7 +601,7 @@ class SparseUpdater:
         _, explored, sizes = self.layer_counts()
         return {
             layer_path(layer): e / n
-            for layer, e, n in zip(self.layers, explored, sizes)
+            for layer, e, n in zip(self.layers, explored, sizes, strict=True)
         }
 
     @property

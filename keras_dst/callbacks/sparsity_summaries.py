@@ -133,7 +133,7 @@ class SparsitySummaries(keras.callbacks.Callback):
                 step = record["step"]
                 summary.scalar("itop_rate", record["itop_rate"], step=step)
                 summary.scalar("sparsity", record["sparsity"], step=step)
-                for layer, key in zip(layers, keys):
+                for layer, key in zip(layers, keys, strict=True):
                     metrics = record["layers"].get(layer_path(layer))
                     if metrics is None:
                         continue
@@ -151,7 +151,7 @@ class SparsitySummaries(keras.callbacks.Callback):
             histograms = (
                 self.histogram_freq and (epoch + 1) % self.histogram_freq == 0
             )
-            for layer, key in zip(layers, keys):
+            for layer, key in zip(layers, keys, strict=True):
                 if not (images or histograms):
                     break
                 mask = layer.get_mask()

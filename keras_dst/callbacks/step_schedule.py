@@ -40,6 +40,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
         self._epoch_step = 0
         self._next = None
         self._chunk = 1
+        self._probe_layers = []
         self._logged_updates = 0
 
     # -- what every scheduled callback exposes ------------------------------
@@ -143,6 +144,11 @@ class StepScheduledCallback(keras.callbacks.Callback):
             self._first, self._last = self._place(epoch)
             self._logged_updates = len(self.updater.history)
             self._next = self._next_at_or_after(self._epoch_step)
+        # The layers whose probes an update reads (kept here so that the
+        # steps before an update touch neither the model nor the updater).
+        updater = self.updater
+        needs = getattr(updater, "needs_gradient", False)
+        self._probe_layers = list(updater.layers or []) if needs else []
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch_step + batch
@@ -162,9 +168,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
         """Marks the probes an update will read, so that checkpoints keep
         them (a probe is otherwise saved as zeros: see
         `SparseLayer.save_own_variables`)."""
-        updater = self.updater
-        if getattr(updater, "needs_gradient", False) and updater.layers:
-            mark_probes_live(updater.layers, live)
+        mark_probes_live(self._probe_layers, live)  # Python attributes
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -484,10 +484,12 @@ class SupTickets(keras.callbacks.Callback):
             for layer in layers
             for variable in layer.sparse_state_variables
         }
-        for variable, value in zip(model.weights, self.averager.average):
+        for variable, value in zip(
+            model.weights, self.averager.average, strict=True
+        ):
             if id(variable) not in skip:
                 variable.assign(value.astype(variable.dtype))
-        for layer, mask in zip(layers, masks):
+        for layer, mask in zip(layers, masks, strict=True):
             layer.set_mask(mask.astype("uint8"), optimizer=model.optimizer)
         self.base.updater.prepare(model)
         if self.recalibration_data is not None:

@@ -233,7 +233,7 @@ def _copy_assets(source, target, fn_name):
             f"{len(new_layers)} layers, the original {len(old_layers)}: its "
             "class builds other layers from the same config."
         )
-    for old, new in zip(old_layers, new_layers):
+    for old, new in zip(old_layers, new_layers, strict=True):
         if callable(getattr(old, "save_assets", None)) and callable(
             getattr(new, "load_assets", None)
         ):
@@ -258,7 +258,7 @@ def copy_weights(
             "creates different weights from the same config"
             + (f". Use `{instead}`." if instead else ".")
         )
-    for a, b in zip(source, target):
+    for a, b in zip(source, target, strict=True):
         if a.name != b.name or tuple(a.shape) != tuple(b.shape):
             raise ValueError(
                 f"`keras_dst.{fn_name}`: weight '{a.path}' "

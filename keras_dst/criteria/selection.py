@@ -153,13 +153,15 @@ def select_largest(scores, candidates, ks):
             ),
             (-1,),
         )
-        for s, c in zip(scores, candidates)
+        for s, c in zip(scores, candidates, strict=True)
     ]
     if not traces_functions():
         return _select_largest_eager(keys, candidates, ks)
     thresholds, counts = _thresholds(keys, ks)
     selected = []
-    for layer, (key, candidate) in enumerate(zip(keys, candidates)):
+    for layer, (key, candidate) in enumerate(
+        zip(keys, candidates, strict=True)
+    ):
         t = thresholds[layer]
         k = ks[layer]
         taken = counts[layer]  # candidates >= t, counted by the search
@@ -186,7 +188,7 @@ def _select_largest_eager(keys, candidates, ks):
     """
     ks = ops.convert_to_numpy(ks)
     selected = []
-    for key, candidate, k in zip(keys, candidates, ks):
+    for key, candidate, k in zip(keys, candidates, ks, strict=True):
         flat = ops.reshape(candidate, (-1,))
         k = min(int(k), int(ops.convert_to_numpy(count_true(flat))))
         if k <= 0:

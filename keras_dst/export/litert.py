@@ -221,7 +221,7 @@ def _run_litert(content, inputs, input_names, builtin_only):
     if len(keys) == 1:
         feed = {keys[0]: inputs[0]}
     elif sorted(keys) == sorted(input_names):
-        feed = dict(zip(input_names, inputs))
+        feed = dict(zip(input_names, inputs, strict=True))
     else:
         raise ValueError(
             f"Cannot match the .tflite inputs {keys} to the model's inputs "
@@ -370,7 +370,7 @@ def export_litert(model, path, quantize=None, sample=None, rtol=None):
         )
     scale = max(float(np.max(np.abs(e), initial=0.0)) for e in expected)
     error = 0.0
-    for out, ref in zip(outputs, expected):
+    for out, ref in zip(outputs, expected, strict=True):
         if out.shape != ref.shape:
             raise RuntimeError(
                 f"{path}: an output has shape {out.shape}, the Keras "
@@ -423,7 +423,7 @@ def _warn_if_default_resolver_differs(
         outputs, _ = _run_litert(content, inputs, input_names, False)
         error = max(
             float(np.max(np.abs(o.astype(np.float64) - e), initial=0.0))
-            for o, e in zip(outputs, expected)
+            for o, e in zip(outputs, expected, strict=True)
         )
         problem = (
             None

@@ -3,31 +3,23 @@
 import keras
 
 from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.sparse_layer import document_sparse_arguments
 from keras_dst.layers.sparse_layer import masked_weight_property
 
 
 @keras.saving.register_keras_serializable(package="keras_dst")
+@document_sparse_arguments
 class SparseConv3D(SparseLayer, keras.layers.Conv3D):
     """A `keras.layers.Conv3D` whose kernel is multiplied by a 0/1 mask.
 
     A drop-in replacement: it takes every argument of `keras.layers.Conv3D`,
-    plus the three below, and computes exactly what the parent computes with
+    plus the five below, and computes exactly what the parent computes with
     the masked kernel `kernel * kernel_mask`. The mask is a non-trainable
     `uint8` variable named `kernel_mask`, saved with the model; inactive
     entries of the raw kernel are stored as exact zeros.
 
     Args:
-        sparsity: `None` (default: the mask starts all ones, i.e. dense) or
-            a float in [0, 1): the mask then starts with exactly
-            `round((1 - sparsity) * size)` active entries chosen uniformly
-            at random. `keras_dst.sparsify` and the DST callbacks set masks
-            for a whole model from a global budget instead.
-        mask_seed: `None` or an int seed for the initial random mask.
-        dense_gradient: bool (default True). Keep a `kernel_gradient`
-            probe holding the dense gradient `dL/d(kernel * mask)` of the
-            last training step, used by gradient-based growth (RigL, SNFS).
-            Set False to save one kernel-sized variable when only random
-            growth (SET) or static masks are used.
+        {sparse_arguments}
         **kwargs: every argument of `keras.layers.Conv3D`.
 
     Example:

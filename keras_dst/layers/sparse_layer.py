@@ -165,6 +165,43 @@ def masked_weight_property(parent_cls, name):
     )
 
 
+# The five arguments every sparse layer adds, documented once; a layer's
+# docstring says `{sparse_arguments}` where they belong in its Args.
+SPARSE_ARGUMENTS_DOC = """\
+        sparsity: `None` (default: the mask starts all ones, i.e. dense) or
+            a float in [0, 1): the mask then starts with exactly
+            `round((1 - sparsity) * size)` active entries chosen uniformly
+            at random. `keras_dst.sparsify` and the DST callbacks set masks
+            for a whole model from a global budget instead.
+        mask_seed: `None` or an int seed for the initial random mask.
+        dense_gradient: bool (default True). Keep a `kernel_gradient`
+            probe holding the dense gradient `dL/d(kernel * mask)` of the
+            last training step, used by gradient-based growth (RigL, SNFS).
+            Set False to save one kernel-sized variable when only random
+            growth (SET) or static masks are used.
+        block_shape: `None` (default: any entry can be active on its own)
+            or a tuple with one entry per kernel axis, e.g. `(4, 1)` on a
+            Dense kernel: every mask of the layer is then made of whole
+            blocks (4 consecutive input rows of one output column), which
+            LiteRT runs as block-sparse (see `keras_dst.masks.blocks`).
+            Initial masks, every DST update, GMP, Sup-tickets and
+            `set_mask` keep it; counts are whole blocks.
+        weight_init: `"sparse_scaled"` (default) or `"unscaled"`: with a
+            `sparsity`, whether the initial random mask's active weights
+            are scaled by `1 / sqrt(density)` to the variance of their
+            active fan-in (see `keras_dst.masks.sparse_init_scale`).
+"""
+
+
+def document_sparse_arguments(cls):
+    """Class decorator: puts `SPARSE_ARGUMENTS_DOC` in `cls`'s docstring
+    where it says `{sparse_arguments}` (a line of its own in Args)."""
+    marker = "        {sparse_arguments}\n"
+    if cls.__doc__ is not None and marker in cls.__doc__:
+        cls.__doc__ = cls.__doc__.replace(marker, SPARSE_ARGUMENTS_DOC)
+    return cls
+
+
 def check_sparse_options(
     sparsity=None,
     mask_seed=None,
@@ -201,32 +238,21 @@ def check_sparse_options(
     }
 
 
+@document_sparse_arguments
 class SparseOptions:
-    """The three arguments every sparse layer takes: checked, kept, saved.
+    """The five arguments every sparse layer takes: checked, kept, saved.
 
     A cooperative mixin, listed before the Keras layer in the bases. It
-    takes ``sparsity``, ``mask_seed`` and ``dense_gradient`` out of the
-    constructor's keyword arguments, checks them, keeps them as attributes
-    of the same names and adds them to ``get_config()`` (so saved configs
-    and ``.keras`` files carry them). ``SparseLayer`` builds on it;
+    takes ``sparsity``, ``mask_seed``, ``dense_gradient``, ``block_shape``
+    and ``weight_init`` out of the constructor's keyword arguments,
+    checks them, keeps them as attributes of the same names and adds them
+    to ``get_config()`` (so saved configs and ``.keras`` files carry them).
+    ``SparseLayer`` builds on it;
     ``SparseMultiHeadAttention``, whose masks live on its sub-layers, uses
     it alone.
 
     Args:
-        sparsity: `None` (dense initial mask) or a float in [0, 1).
-        mask_seed: `None` or an int seed for the initial random mask.
-        dense_gradient: bool, keep the `kernel_gradient` probe.
-        block_shape: `None` (default: any entry can be active on its own)
-            or a tuple with one entry per kernel axis, e.g. `(4, 1)` on a
-            Dense kernel: every mask of the layer is then made of whole
-            blocks (4 consecutive input rows of one output column), which
-            LiteRT runs as block-sparse (see `keras_dst.masks.blocks`).
-            Initial masks, every DST update, GMP, Sup-tickets and
-            `set_mask` keep it; counts are whole blocks.
-        weight_init: `"sparse_scaled"` (default) or `"unscaled"`: with a
-            `sparsity`, whether the initial random mask's active weights
-            are scaled by `1 / sqrt(density)` to the variance of their
-            active fan-in (see `keras_dst.masks.sparse_init_scale`).
+        {sparse_arguments}
         *args, **kwargs: the Keras layer's own arguments.
     """
 

@@ -61,7 +61,7 @@ def write_sparse_state(state, layer, slot_variables, values):
     """
     mask, kernel, slots, explored = values
     state.write(layer.kernel_variable, kernel)
-    for variable, value in zip(slot_variables, slots):
+    for variable, value in zip(slot_variables, slots, strict=True):
         state.write(variable, value)
     state.write(layer.kernel_explored, explored)
     state.write(layer.kernel_mask, mask)

@@ -39,7 +39,9 @@ def check_block_shape(block_shape, shape=None, name="block_shape"):
     block = tuple(int(b) for b in block)
     if shape is not None:
         shape = tuple(int(d) for d in shape)
-        if len(block) != len(shape) or any(d % b for d, b in zip(shape, block)):
+        if len(block) != len(shape) or any(
+            d % b for d, b in zip(shape, block, strict=True)
+        ):
             raise ValueError(
                 f"`{name}`={block} must have one entry per kernel axis, "
                 f"each dividing the kernel's shape {shape} (e.g. (4, 1) on "
@@ -57,7 +59,7 @@ def grid_shape(shape, block_shape):
     """The shape of the grid of blocks."""
     if block_shape is None:
         return tuple(shape)
-    return tuple(d // b for d, b in zip(shape, block_shape))
+    return tuple(d // b for d, b in zip(shape, block_shape, strict=True))
 
 
 def to_blocks(array, block_shape):
@@ -66,7 +68,7 @@ def to_blocks(array, block_shape):
         return np.asarray(array)
     array = np.asarray(array)
     split = []
-    for d, b in zip(array.shape, block_shape):
+    for d, b in zip(array.shape, block_shape, strict=True):
         split += [d // b, b]
     return array.reshape(split).sum(axis=tuple(range(1, 2 * array.ndim, 2)))
 

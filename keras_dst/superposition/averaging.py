@@ -90,7 +90,9 @@ def _block_masks(kernels, budget, prefer, block_shapes):
             f"`budget` must be in [0, {total}]. Received: {budget}."
         )
     scores, costs, preferred, grids = [], [], [], []
-    for i, (kernel, block) in enumerate(zip(kernels, block_shapes)):
+    for i, (kernel, block) in enumerate(
+        zip(kernels, block_shapes, strict=True)
+    ):
         size = block_size(block)
         grid = to_blocks(np.abs(kernel), block) / size
         grids.append(grid.shape)
@@ -110,7 +112,7 @@ def _block_masks(kernels, budget, prefer, block_shapes):
             keep[unit] = True
             left -= cost[unit]
     masks, start = [], 0
-    for grid, block in zip(grids, block_shapes):
+    for grid, block in zip(grids, block_shapes, strict=True):
         n = int(np.prod(grid))
         masks.append(
             expand_blocks(keep[start : start + n].reshape(grid), block)

@@ -108,10 +108,10 @@ def recalibrate_batchnorm(model, data, batch_size=128, verbose=0):
         if progress is not None and count is None and n:
             progress.update(n, finalize=True)
     finally:
-        for layer, momentum in zip(norms, momenta):
+        for layer, momentum in zip(norms, momenta, strict=True):
             layer.momentum = momentum
         if n == 0:
-            for layer, (mean, variance) in zip(norms, saved):
+            for layer, (mean, variance) in zip(norms, saved, strict=True):
                 layer.moving_mean.assign(mean)
                 layer.moving_variance.assign(variance)
     if n == 0:

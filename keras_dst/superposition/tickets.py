@@ -69,12 +69,13 @@ class TicketAverager:
         self.count += 1
         combine = AVERAGES[self.superposition]
         self.average = [
-            combine(a, w, self.count) for a, w in zip(self.average, weights)
+            combine(a, w, self.count)
+            for a, w in zip(self.average, weights, strict=True)
         ]
         self._pruned = None
         if self.reprune == "every_cycle":
             pruned = self._budget_masks(kernels, masks, block_shapes)
-            for i, mask in zip(kernels, pruned[0]):
+            for i, mask in zip(kernels, pruned[0], strict=True):
                 kernel = self.average[i]
                 self.average[i] = np.where(mask, kernel, np.zeros_like(kernel))
             self._pruned = pruned
