@@ -42,6 +42,7 @@ sparsity, per-epoch history, wall time, versions, machine, command),
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -363,9 +364,7 @@ def explore_claims(runs):
             continue
         rates = [stat(lens[e], "itop_rate")[0] for e in sorted(lens)]
         found["length"][1] += 1
-        found["length"][0] += all(
-            a < b for a, b in zip(rates, rates[1:], strict=True)
-        )
+        found["length"][0] += all(a < b for a, b in itertools.pairwise(rates))
     # 2. R_s grows with smaller ΔT, at a fixed length.
     fixed = cells(runs, "explore", ("model", "method", "sparsity", "epochs"))
     for key, rs in fixed.items():
@@ -378,9 +377,7 @@ def explore_claims(runs):
             continue
         rates = [stat(per_dt[d], "itop_rate")[0] for d in sorted(per_dt)]
         found["interval"][1] += 1
-        found["interval"][0] += all(
-            a > b for a, b in zip(rates, rates[1:], strict=True)
-        )
+        found["interval"][0] += all(a > b for a, b in itertools.pairwise(rates))
         accs = {d: stat(per_dt[d]) for d in sorted(per_dt)}
         best = max(accs, key=lambda d: accs[d][0])
         found["reliable"].append(

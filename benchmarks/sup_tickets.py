@@ -101,6 +101,7 @@ text below the notes marker in the markdown is kept.
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -643,8 +644,7 @@ def ticket_diagnostics(args, model, before, after, x_recal, evaluate):
             jaccard(global_masks, final_masks), 6
         )
         out["jaccard_consecutive"] = [
-            round(jaccard(a, b), 4)
-            for a, b in zip(masks, masks[1:], strict=True)
+            round(jaccard(a, b), 4) for a, b in itertools.pairwise(masks)
         ]
         out["jaccard_superposed_vs_last_ticket"] = round(
             jaccard(final_masks, masks[-1]), 4

@@ -346,6 +346,53 @@ class EngineTest(TestCase):
         with self.assertRaisesRegex(AssertionError, "touched the model"):
             callback.on_train_batch_begin(10)  # the update does
 
+    @parameterized.named_parameters(("set", "SET"), ("gmp", "GMP"))
+    def test_keys_fixed_when_a_sub_model_is_walked_mid_fit(self, method):
+        # A walk of a sub-model (here `summary` of the encoder after each
+        # epoch) gives its layers shorter paths; the running engine's keys
+        # stay those of the model it was prepared on.
+        encoder = keras.Sequential(
+            [
+                keras.Input((16,)),
+                keras_dst.layers.SparseDense(32, activation="relu"),
+                keras_dst.layers.SparseDense(16, activation="relu"),
+            ],
+            name="encoder",
+        )
+        model = compile_model(
+            keras.Sequential(
+                [keras.Input((16,)), encoder, keras_dst.layers.SparseDense(4)]
+            )
+        )
+
+        class Walk(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                keras_dst.summary(encoder, print_fn=lambda _: None)
+
+        if method == "GMP":
+            callback = keras_dst.GMP(
+                0.8, begin=0.0, end=1.0, update_interval=2, per_layer_logs=True
+            )
+        else:
+            callback = keras_dst.SET(
+                0.8, update_interval=2, seed=0, per_layer_logs=True
+            )
+        _, history = self.fit(callback, epochs=3, model=model, extra=[Walk()])
+        inner = [keras_dst.layer_path(x) for x in encoder.layers]
+        self.assertEqual(inner, [x.name for x in encoder.layers])  # walked
+        paths = [f"encoder/{x.name}" for x in encoder.layers]
+        paths.append(model.layers[-1].name)
+        self.assertEqual(callback.updater.paths, paths)
+        records = callback.updater.history
+        self.assertGreater(len(records), 3)
+        for record in records:
+            self.assertEqual(list(record["k"]), paths)
+            self.assertEqual(list(record["layers"]), paths)
+        self.assertEqual(list(callback.itop_rate_per_layer), paths)
+        for key in history.history:
+            self.assertNotIn("/encoder/", key)
+        self.assertLen(history.history["itop_rate/" + paths[-1]], 3)
+
     def test_mask_changes_do_not_retrace(self):
         traces = []
 

@@ -128,6 +128,31 @@ class LayerInternalsTest(TestCase):
         layer.quantize("int8")  # Keras's own wrapper again
         self.assertEqual(layer.quantization_mode, "int8")
 
+    def test_raw_weight_is_what_the_public_property_reads(self):
+        # (Conv*Transpose and DepthwiseConv2D assign `self.kernel = ...`:
+        # the sparse twin's property setter stores it, no internal read.)
+        layers = {
+            "kernel": [
+                keras.layers.Dense(2),
+                keras.layers.EinsumDense("ab,bc->ac", output_shape=2),
+                keras.layers.Conv1D(2, 1),
+                keras.layers.Conv2D(2, 1),
+                keras.layers.Conv3D(2, 1),
+            ],
+            "embeddings": [keras.layers.Embedding(5, 2)],
+        }
+        for name, found in layers.items():
+            for layer in found:
+                if name == "embeddings":
+                    layer.build((None,))
+                elif hasattr(layer, "rank"):  # convolutions
+                    layer.build((4,) + (3,) * (layer.rank + 1))
+                else:
+                    layer.build((4, 3))
+                variable = keras_internals.raw_weight(layer, name)
+                self.assertIsInstance(variable, keras.Variable, layer)
+                self.assertIs(getattr(layer, name), variable)
+
     def test_is_graph_model(self):
         x = keras.Input((3,))
         functional = keras.Model(x, keras.layers.Dense(2)(x))

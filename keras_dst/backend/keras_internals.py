@@ -1,7 +1,8 @@
 """Every private Keras attribute keras_dst relies on, in one place.
 
 Keras has no public API for a few things sparse training needs: a layer's
-direct sub-layers in creation order, whether a model is Functional, which
+direct sub-layers in creation order, where a layer keeps the variable
+behind its `kernel` property, whether a model is Functional, which
 optimizer variables shadow a model variable, and the learning rate an
 optimizer reads inside its update step. Each function below wraps one such
 internal, says why no public API serves, and raises a `RuntimeError`
@@ -279,6 +280,33 @@ def is_functional(model):
             "`keras_dst.sparsify`",
         ) from None
     return isinstance(model, Functional)
+
+
+def raw_weight_attribute(name):
+    """Where Keras's `Dense`, `EinsumDense`, `Conv*` and `Embedding` keep
+    the variable behind their public `kernel`/`embeddings` property.
+
+    Why private: sparse layers replace that property (to read the weight
+    with a masked gradient) and need the variable itself; Keras reads it
+    as `self._<name>` inside the property, so that is where it lives.
+    """
+    return "_" + name
+
+
+def raw_weight(layer, name):
+    """The variable `layer` keeps behind its `name` property, or None."""
+    return layer.__dict__.get(raw_weight_attribute(name))
+
+
+def store_raw_weight(layer, name, value):
+    """Stores `value` where `raw_weight` finds it (untracked: Keras's
+    `__setattr__` already tracked it under the public name)."""
+    object.__setattr__(layer, raw_weight_attribute(name), value)
+
+
+def own_raw_weight(layer, name, variable):
+    """Makes `layer` own `variable` (tracked) as its raw `name` weight."""
+    setattr(layer, raw_weight_attribute(name), variable)
 
 
 # -- optimizers ------------------------------------------------------------

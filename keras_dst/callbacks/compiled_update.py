@@ -32,6 +32,8 @@ selected, every output equals its input and the returned `ok` flag is
 False: a failed update changes nothing.
 """
 
+from typing import NamedTuple
+
 from keras import ops
 
 from keras_dst.backend import compile_function
@@ -45,6 +47,28 @@ from keras_dst.criteria.selection import select_smallest
 from keras_dst.layers.sparse_state import masked_values
 
 _PRUNE_SALT = 0x5BD1E995
+
+
+class LayerInputs(NamedTuple):
+    """What the compiled update reads of one sparse layer."""
+
+    kernel: object
+    mask: object  # uint8
+    explored: object  # uint8, the union of masks so far
+    gradient: object  # the dense gradient probe, or None if not needed
+    slots: tuple  # the kernel's optimizer slots
+    grown: object  # bool, the entries the previous update grew
+
+
+class UpdateResult(NamedTuple):
+    """What the compiled update returns."""
+
+    layers: list  # per layer, its new `SparseState`
+    grown: list  # per layer, bool: the entries grown now (none if skipped)
+    # int32 `[ok, (explored, survived) per layer]`: ok is 0 if the update
+    # was skipped; survived counts the previous update's grown entries
+    # that this update did not prune.
+    report: object
 
 
 def _to_blocks(x, block):
@@ -86,22 +110,16 @@ class CompiledUpdate:
     where the update runs eagerly).
 
     Call with:
-        layers: list, per sparse layer, of `(kernel, mask, explored,
-            gradient, slots, grown)`; `gradient` is None unless a criterion
-            needs it; `slots` a tuple of the kernel's optimizer slots;
-            `grown` the bool entries the previous update grew.
+        layers: list of `LayerInputs`, one per sparse layer; `gradient`
+            is None unless a criterion needs it.
         prune_counts, grow_counts: int32 tensors of shape (layers,), in
             blocks for layers with a block shape.
         step: int32 scalar; seed: uint32 scalar; scale: float32 scalar
             (the loss scale the gradients are divided by) or None.
 
     Returns:
-        `(outputs, grown, report)`: per layer `(mask, kernel, slots,
-        explored)`; per layer the bool entries grown now; and an int32
-        vector `[ok, (explored, survived) per layer]`: `survived`
-        counts the previous update's grown entries not pruned now. `ok`
-        is 0 if the update was skipped: then every output equals its
-        input and nothing is grown.
+        An `UpdateResult`. If the update was skipped (`ok` is 0), every
+        output equals its input and nothing is grown.
     """
 
     def __init__(self, prune, growth, blocks=None):
@@ -142,13 +160,13 @@ class _SharedUpdate:
         if self._caller is not None and self._traced:
             self._caller.traces += 1  # Python: runs only while tracing
         prune, growth = self.prune, self.growth
-        kernels = [layer[0] for layer in layers]
-        masks = [ops.cast(layer[1], "bool") for layer in layers]
+        kernels = [layer.kernel for layer in layers]
+        masks = [ops.cast(layer.mask, "bool") for layer in layers]
         gradients = [
-            layer[3]
-            if layer[3] is None or scale is None
+            layer.gradient
+            if layer.gradient is None or scale is None
             # Keras leaves overwrite_with_gradient variables loss-scaled.
-            else ops.divide(layer[3], scale)
+            else ops.divide(layer.gradient, scale)
             for layer in layers
         ]
         keys = [layer_key(seed, step, i) for i in range(len(layers))]
@@ -206,23 +224,23 @@ class _SharedUpdate:
         grown = [_expand(x, b) for x, b in zip(grown, blocks, strict=True)]
 
         outputs, grown_out, report = [], [], [gate]
-        for i, (kernel, _, explored_in, _, slots, before) in enumerate(layers):
+        for i, layer in enumerate(layers):
             new_mask = ops.logical_or(survivors[i], grown[i])
             keep = ops.logical_or(survivors[i], ops.logical_not(ok))
-            union_in = ops.logical_or(ops.cast(explored_in, "bool"), masks[i])
-            mask_out, kernel_out, slots_out, explored_out = masked_values(
-                new_mask, keep, kernel, list(slots), union_in
+            union_in = ops.logical_or(
+                ops.cast(layer.explored, "bool"), masks[i]
             )
-            explored_out = ops.where(ok, explored_out, explored_in)
-            outputs.append(
-                (mask_out, kernel_out, tuple(slots_out), explored_out)
+            values = masked_values(
+                new_mask, keep, layer.kernel, list(layer.slots), union_in
             )
+            explored = ops.where(ok, values.explored, layer.explored)
+            outputs.append(values._replace(explored=explored))
             grown_out.append(grown[i])  # none if skipped
             report += [  # active and grown counts are known on the host
-                count_true(ops.cast(explored_out, "bool")),
-                count_true(ops.logical_and(before, survivors[i])),
+                count_true(ops.cast(explored, "bool")),
+                count_true(ops.logical_and(layer.grown, survivors[i])),
             ]
-        return outputs, grown_out, ops.stack(report)
+        return UpdateResult(outputs, grown_out, ops.stack(report))
 
 
 class CompiledStats:

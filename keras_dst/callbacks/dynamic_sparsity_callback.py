@@ -249,11 +249,11 @@ class DynamicSparsityCallback(StepScheduledCallback):
                 seed=self.seed,
             )
         self.updater.prepare(model)
-        self._origin, self._end_step = origin, end
+        self._end_step = end
         self._schedule_override = None
         if self.verbose:
             summary(model)
-        return origin + self.update_interval, end - 1
+        return origin, origin + self.update_interval, end - 1
 
     def _act(self, step):
         self.updater.update(

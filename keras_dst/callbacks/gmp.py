@@ -90,6 +90,10 @@ class GMP(StepScheduledCallback):
         self.begin = begin
         self.end = end
         self.layers = []
+        self.paths = []
+        self.targets = None  # per layer path: final sparsity, when placed
+        self._t0 = 0  # the first pruning step, counted from the origin
+        self._n = 0  # the number of pruning steps
 
     def _ready(self):
         if self.updater.layers is None or self.updater.layers != self.layers:
@@ -114,15 +118,17 @@ class GMP(StepScheduledCallback):
     def _place(self, epoch):
         epochs, steps = self.fit_steps("GMP")
         self.layers = require_sparse_layers(self.model)
+        # The keys of `targets` and `prune_to`, fixed now (see `layer_path`).
+        self.paths = [layer_path(layer) for layer in self.layers]
         distribution = self.distribution
         if isinstance(distribution, dict):
             distribution = resolve_layer_map(
-                self.layers, distribution, "distribution"
+                self.layers, distribution, "distribution", self.paths
             )
         self.targets = allocate(
             {
-                layer_path(layer): tuple(layer.kernel_variable.shape)
-                for layer in self.layers
+                path: tuple(layer.kernel_variable.shape)
+                for layer, path in zip(self.layers, self.paths, strict=True)
             },
             self.sparsity_target,
             distribution,
@@ -130,12 +136,12 @@ class GMP(StepScheduledCallback):
         for layer in self.layers:  # R_s counts the (dense) start
             layer.set_mask(layer.get_mask())
         self.updater.prepare(self.model)
-        self._origin = max(0, self._epoch_step - epoch * steps)
+        origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps
         self._t0 = int(self.begin * total)
         self._n = (int(self.end * total) - self._t0) // self.update_interval
-        first = self._origin + self._t0
-        return first, first + self._n * self.update_interval
+        first = origin + self._t0
+        return origin, first, first + self._n * self.update_interval
 
     def _act(self, step):
         self.prune_to(self.sparsity_at(step), step)
@@ -143,13 +149,15 @@ class GMP(StepScheduledCallback):
     def prune_to(self, sparsities, step=None):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
         updater = self._ready()
+        if len(self.paths) != len(self.layers):  # layers set by hand
+            self.paths = [layer_path(layer) for layer in self.layers]
         targets = {  # whole blocks for layers with a block shape
-            layer_path(layer): target_count(
+            path: target_count(
                 tuple(layer.kernel_variable.shape),
-                sparsities[layer_path(layer)],
+                sparsities[path],
                 layer.block_shape,
             )
-            for layer in self.layers
+            for layer, path in zip(self.layers, self.paths, strict=True)
         }
         updater.prune_to(
             self._target,
@@ -158,5 +166,5 @@ class GMP(StepScheduledCallback):
             optimizer=self._target.optimizer,
             wait=False,
         )
-        for layer in self.layers:
-            layer.sparsity = sparsities[layer_path(layer)]
+        for layer, path in zip(self.layers, self.paths, strict=True):
+            layer.sparsity = sparsities[path]

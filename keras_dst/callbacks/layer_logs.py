@@ -2,23 +2,22 @@
 
 import math
 
-from keras_dst.layers.model_walk import layer_path
 
-
-def layer_keys(layers):
-    """A short, unique key per sparse layer: its name, or its path where
-    two sparse layers (in nested models) share a name."""
+def layer_keys(layers, paths):
+    """A short, unique key per sparse layer: its name, or its path (from
+    `paths`) where two sparse layers (in nested models) share a name."""
     names = [layer.name for layer in layers]
     if len(set(names)) == len(names):
         return names
-    return [layer_path(layer) for layer in layers]
+    return list(paths)
 
 
-def epoch_layer_logs(layers, counts, records):
+def epoch_layer_logs(layers, paths, counts, records):
     """`<metric>/<layer>` entries for one epoch.
 
     Args:
         layers: the sparse layers (`SparseUpdater.layers`).
+        paths: their paths (`SparseUpdater.paths`), the records' keys.
         counts: `(active, explored, sizes)` at the end of the epoch
             (`SparseUpdater.layer_counts()`).
         records: the `SparseUpdater.history` entries of the epoch's
@@ -32,10 +31,10 @@ def epoch_layer_logs(layers, counts, records):
         is present every epoch, so CSVLogger keeps its columns.
     """
     logs = {}
-    for layer, key, a, e, n in zip(
-        layers, layer_keys(layers), *counts, strict=True
+    for path, key, a, e, n in zip(
+        paths, layer_keys(layers, paths), *counts, strict=True
     ):
-        moves = [r["layers"][layer_path(layer)] for r in records]
+        moves = [r["layers"][path] for r in records]
         before = sum(m["previous_grown"] for m in moves)
         survived = sum(m["survived"] for m in moves)
         logs[f"itop_rate/{key}"] = e / n
@@ -66,5 +65,9 @@ def add_epoch_logs(logs, updater, per_layer, logged):
     if not per_layer:
         return logged
     history = updater.history
-    logs.update(epoch_layer_logs(updater.layers, counts, history[logged:]))
+    logs.update(
+        epoch_layer_logs(
+            updater.layers, updater.paths, counts, history[logged:]
+        )
+    )
     return len(history)

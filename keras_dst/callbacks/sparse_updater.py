@@ -45,6 +45,7 @@ from keras_dst.backend import model_state
 from keras_dst.backend import replica_sum
 from keras_dst.callbacks.compiled_update import CompiledStats
 from keras_dst.callbacks.compiled_update import CompiledUpdate
+from keras_dst.callbacks.compiled_update import LayerInputs
 from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
 from keras_dst.layers.model_walk import layer_path
@@ -76,6 +77,10 @@ class SparseUpdater:
             backends and after a resume.
 
     Attributes:
+        layers: the sparse layers (`None` until `prepare`).
+        paths: their paths, the per-layer keys of everything the updater
+            reports (`k`, `layers`, `itop_rate_per_layer`), fixed by
+            `prepare`.
         itop_rate: R_s over all sparse layers.
         itop_rate_per_layer: dict layer path -> R_s.
         sparsity: current global sparsity over the sparse layers.
@@ -109,6 +114,7 @@ class SparseUpdater:
         self.momentum = float(momentum)
         self.seed = check_seed(seed)
         self.layers = None
+        self.paths = None
         self._model = None
         self._counts = None
         self._history = []
@@ -213,6 +219,10 @@ class SparseUpdater:
             self._last_grown = None
         self._model = model
         self.layers = layers
+        # The per-layer keys of everything this updater reports, fixed now
+        # (the walk in `check` just recorded them): no later walk of a
+        # sub-model changes them.
+        self.paths = [layer_path(layer) for layer in layers]
         self._counts = list(self._read_stats(model)[0])
         return self
 
@@ -338,10 +348,7 @@ class SparseUpdater:
             "step": int(step),
             "drop_fraction": float(drop_fraction),
             "growth": criterion.name,
-            "k": {
-                layer_path(layer): k
-                for layer, k in zip(self.layers, counts, strict=True)
-            },
+            "k": dict(zip(self.paths, counts, strict=True)),
         }
         return self._run(
             model, step, counts, counts, optimizer, record, wait, criterion
@@ -364,7 +371,7 @@ class SparseUpdater:
             See `update`.
         """
         self._check_prepared()
-        paths = {layer_path(layer) for layer in self.layers}
+        paths = set(self.paths)
         unknown = sorted(set(targets) - paths)
         if unknown:
             raise ValueError(
@@ -372,25 +379,22 @@ class SparseUpdater:
                 f"the model. Sparse layers: {sorted(paths)}."
             )
         counts = [
-            max(0, n - int(targets.get(layer_path(layer), n)))
-            for layer, n in zip(self.layers, self._counts, strict=True)
+            max(0, n - int(targets.get(path, n)))
+            for path, n in zip(self.paths, self._counts, strict=True)
         ]
-        for layer, k, b in zip(
-            self.layers, counts, self._block_sizes(), strict=True
+        for layer, path, k, b in zip(
+            self.layers, self.paths, counts, self._block_sizes(), strict=True
         ):
             if k % b:
                 raise ValueError(
-                    f"`targets` for layer '{layer_path(layer)}' must keep "
+                    f"`targets` for layer '{path}' must keep "
                     f"whole {layer.block_shape} blocks: a multiple of {b} "
                     "active entries (see `keras_dst.masks.target_count`)."
                 )
         record = {
             "step": int(step),
             "drop_fraction": None,
-            "k": {
-                layer_path(layer): k
-                for layer, k in zip(self.layers, counts, strict=True)
-            },
+            "k": dict(zip(self.paths, counts, strict=True)),
         }
         zeros = [0] * len(counts)
         return self._run(
@@ -406,8 +410,8 @@ class SparseUpdater:
         if optimizer is None:
             optimizer = getattr(model, "optimizer", None)
         record["layers"] = {
-            layer_path(layer): {"pruned": p, "grown": g}
-            for layer, p, g in zip(self.layers, prune, grow, strict=True)
+            path: {"pruned": p, "grown": g}
+            for path, p, g in zip(self.paths, prune, grow, strict=True)
         }
         new_counts = [
             n - p + g for n, p, g in zip(self._counts, prune, grow, strict=True)
@@ -426,22 +430,22 @@ class SparseUpdater:
                 for layer in self.layers
             ]
         layers = [
-            (
-                state.read(layer.kernel_variable),
-                state.read(layer.kernel_mask),
-                state.read(layer.kernel_explored),
-                replica_sum(state, layer.kernel_gradient)
+            LayerInputs(
+                kernel=state.read(layer.kernel_variable),
+                mask=state.read(layer.kernel_mask),
+                explored=state.read(layer.kernel_explored),
+                gradient=replica_sum(state, layer.kernel_gradient)
                 if needs_gradient
                 else None,
-                tuple(state.read(s) for s in layer_slots),
-                grown,
+                slots=tuple(state.read(s) for s in layer_slots),
+                grown=grown,
             )
             for layer, layer_slots, grown in zip(
                 self.layers, slots, self._grown, strict=True
             )
         ]
         sizes = self._block_sizes()  # the function counts in blocks
-        outputs, self._grown, report = function(
+        result = function(
             layers,
             ops.convert_to_tensor(
                 np.asarray(
@@ -458,10 +462,11 @@ class SparseUpdater:
             ops.convert_to_tensor(np.uint32(self.seed)),
             self._loss_scale(state, optimizer),
         )
+        self._grown, report = result.grown, result.report
         # Everything computed: now write (a skipped update writes back the
         # values it was given).
         for layer, layer_slots, values in zip(
-            self.layers, slots, outputs, strict=True
+            self.layers, slots, result.layers, strict=True
         ):
             write_sparse_state(state, layer, layer_slots, values)
         # The counts the next update starts from; re-read from the masks
@@ -484,9 +489,7 @@ class SparseUpdater:
         pending, self._pending = self._pending, []
         stats = None
         for record, outcome in pending:
-            grown = [
-                record["layers"][layer_path(x)]["grown"] for x in self.layers
-            ]
+            grown = [record["layers"][path]["grown"] for path in self.paths]
             previous = self._last_grown or [0] * len(grown)
             if outcome is None:  # nothing moved: the state is as it was
                 if stats is None:
@@ -525,10 +528,10 @@ class SparseUpdater:
     def _complete(self, record, counts):
         """Adds the per-layer and total metrics to an update's record."""
         sizes = self._sizes()
-        for layer, size, (active, explored, before, survived) in zip(
-            self.layers, sizes, counts, strict=True
+        for path, size, (active, explored, before, survived) in zip(
+            self.paths, sizes, counts, strict=True
         ):
-            metrics = record["layers"][layer_path(layer)]
+            metrics = record["layers"][path]
             metrics.update(
                 active=int(active),
                 sparsity=1.0 - active / size,
@@ -600,8 +603,8 @@ class SparseUpdater:
     def itop_rate_per_layer(self):
         _, explored, sizes = self.layer_counts()
         return {
-            layer_path(layer): e / n
-            for layer, e, n in zip(self.layers, explored, sizes, strict=True)
+            path: e / n
+            for path, e, n in zip(self.paths, explored, sizes, strict=True)
         }
 
     @property

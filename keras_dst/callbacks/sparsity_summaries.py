@@ -6,7 +6,6 @@ import keras
 import numpy as np
 
 from keras_dst.callbacks.layer_logs import layer_keys
-from keras_dst.layers.model_walk import layer_path
 from keras_dst.report.sources import updater_of
 
 # Scalars written per sparse layer at every update, as `<metric>/<layer>`.
@@ -126,15 +125,15 @@ class SparsitySummaries(keras.callbacks.Callback):
             return  # the source has not started (e.g. GMP before t0)
         summary = self._summary
         history = self.updater.history
-        layers = self.updater.layers
-        keys = layer_keys(layers)
+        layers, paths = self.updater.layers, self.updater.paths
+        keys = layer_keys(layers, paths)
         with self._writer.as_default():
             for record in history[self._written :]:
                 step = record["step"]
                 summary.scalar("itop_rate", record["itop_rate"], step=step)
                 summary.scalar("sparsity", record["sparsity"], step=step)
-                for layer, key in zip(layers, keys, strict=True):
-                    metrics = record["layers"].get(layer_path(layer))
+                for path, key in zip(paths, keys, strict=True):
+                    metrics = record["layers"].get(path)
                     if metrics is None:
                         continue
                     for name in SCALARS:

@@ -21,7 +21,9 @@ class StepScheduledCallback(keras.callbacks.Callback):
     once per epoch, at its start, where the state is synced anyway.
 
     Subclasses implement `_place(epoch)` (checks, masks, and the grid:
-    returns `(first, last)`, absolute optimizer steps) and `_act(step)`.
+    returns `(origin, first, last)`, absolute optimizer steps: the step
+    of this `fit` call's epoch 0, which schedules count from, and the
+    first and last grid steps; the base keeps them) and `_act(step)`.
 
     Args:
         updater: the `SparseUpdater` doing the work.
@@ -34,6 +36,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
         self.updater = updater
         self.update_interval = check_update_interval(update_interval)
         self.per_layer_logs = bool(per_layer_logs)
+        self._target = None  # the model, without Callback.model's sync
         self._origin = None
         self._first = None
         self._last = None
@@ -141,7 +144,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
             int(getattr(self._target, "steps_per_execution", 1) or 1), 1
         )
         if self._origin is None:
-            self._first, self._last = self._place(epoch)
+            self._origin, self._first, self._last = self._place(epoch)
             self._logged_updates = len(self.updater.history)
             self._next = self._next_at_or_after(self._epoch_step)
         # The layers whose probes an update reads (kept here so that the

@@ -17,6 +17,7 @@ parent's `build` from the parent's own arguments.
 import keras
 
 from keras_dst.backend.keras_internals import change_class
+from keras_dst.backend.keras_internals import raw_weight_attribute
 from keras_dst.backend.keras_internals import unlocked
 from keras_dst.backend.keras_internals import untrack_variable
 from keras_dst.layers.sparse_layer import SparseLayer
@@ -53,7 +54,7 @@ def convert_layer(layer, twin, options, draw=False):
     options = check_sparse_options(**options)
     if issubclass(twin, SparseLayer):
         weight = twin._sparse_weight_name
-        name = "_" + weight
+        name = raw_weight_attribute(weight)
         if name not in vars(layer) and isinstance(
             vars(layer).get(weight), keras.Variable
         ):

@@ -1,15 +1,14 @@
 """Finding the sparse layers of a model, nested models included, and
 their stable paths."""
 
-import weakref
-
 from keras_dst.backend.keras_internals import is_graph_model
 from keras_dst.backend.keras_internals import sublayers
 from keras_dst.layers.sparse_layer import SparseLayer
 from keras_dst.layers.sparse_layer import SparseOptions
 
-# The stable path of each sparse layer, from the last walk that found it.
-_PATHS = weakref.WeakKeyDictionary()
+# The instance attribute in which a walk leaves each sparse layer's path in
+# the model walked (read by `layer_path`; nothing else keeps walk state).
+_PATH_ATTRIBUTE = "_keras_dst_path"
 
 
 def sparse_layers(model):
@@ -38,7 +37,8 @@ def sparse_layers(model):
         seen.add(id(layer))
         if isinstance(layer, SparseLayer):
             found.append(layer)
-            _PATHS[layer] = path
+            # Not a tracked attribute: a plain str in the instance dict.
+            object.__setattr__(layer, _PATH_ATTRIBUTE, path)
         prefix = f"{path}/" if path else ""
         stack.extend(
             (child, prefix + child.name) for child in reversed(sublayers(layer))
@@ -84,21 +84,29 @@ def layer_path(layer):
     nested model `encoder`. Unlike Keras's `layer.path`, which depends on
     where the layer was built (`"sequential/sparse_dense"` in the model
     that built it, `"sparse_dense"` once the model is reloaded), it is the
-    same for a saved and reloaded model. A layer shared by two models
-    keeps the path of the last model walked; a layer never walked, its
-    name.
+    same for a saved and reloaded model.
+
+    It is the path in the last model (or sub-model) walked by any
+    keras_dst function; a layer never walked has its name. The keys of a
+    running engine do not follow it: `SparseUpdater.paths` and GMP's are
+    fixed when they are prepared, so a `keras_dst.summary` of a sub-model
+    in the middle of training changes no history or log key.
     """
-    return _PATHS.get(layer, layer.name)
+    return layer.__dict__.get(_PATH_ATTRIBUTE, layer.name)
 
 
-def resolve_layer_map(layers, mapping, arg):
+def resolve_layer_map(layers, mapping, arg, paths=None):
     """Maps user keys (layer names or paths) to layer paths.
 
     A name is accepted when exactly one sparse layer has it; a path always.
+    `paths`: the layers' paths (default: `layer_path` of each).
     """
     if mapping is None:
         return None
-    by_path = {layer_path(layer): layer for layer in layers}
+    if paths is None:
+        paths = [layer_path(layer) for layer in layers]
+    path_of = {id(x): p for x, p in zip(layers, paths, strict=True)}
+    by_path = {path_of[id(layer)]: layer for layer in layers}
     by_name = {}
     for layer in layers:
         by_name.setdefault(layer.name, []).append(layer)
@@ -107,11 +115,11 @@ def resolve_layer_map(layers, mapping, arg):
         if key in by_path:
             out[key] = value
         elif len(by_name.get(key, [])) == 1:
-            out[layer_path(by_name[key][0])] = value
+            out[path_of[id(by_name[key][0])]] = value
         elif key in by_name:
-            paths = [layer_path(layer) for layer in by_name[key]]
+            named = [path_of[id(layer)] for layer in by_name[key]]
             raise ValueError(
-                f"`{arg}` key {key!r} names several sparse layers: {paths}. "
+                f"`{arg}` key {key!r} names several sparse layers: {named}. "
                 "Use a layer path instead."
             )
         else:

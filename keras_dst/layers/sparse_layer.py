@@ -31,6 +31,8 @@ import numpy as np
 from keras import ops
 
 from keras_dst.backend import VariableState
+from keras_dst.backend.keras_internals import raw_weight
+from keras_dst.backend.keras_internals import store_raw_weight
 from keras_dst.layers.layouts import layouts_like
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
@@ -120,18 +122,17 @@ def _masked_gradient_with_probe(kernel, mask, probe, momentum):
 def masked_weight_property(parent_cls, name):
     """Builds the property that replaces ``parent_cls.<name>``.
 
-    The raw variable lives in ``self._<name>`` (Keras's own convention for
-    ``Dense``, ``Conv*`` and ``Embedding``; for layers that assign
-    ``self.kernel = ...`` the setter below stores it there).
+    The raw variable lives where Keras keeps it for ``Dense``, ``Conv*``
+    and ``Embedding`` (``keras_internals.raw_weight``); for layers that
+    assign ``self.kernel = ...`` the setter below stores it there.
     """
     parent = getattr(parent_cls, name, None)
-    storage = "_" + name
 
     def fget(self):
         if isinstance(parent, property):
             value = parent.fget(self)
-        elif storage in self.__dict__:
-            value = self.__dict__[storage]
+        elif raw_weight(self, name) is not None:
+            value = raw_weight(self, name)
         else:  # AttributeError, as TF's attribute tracking expects.
             raise AttributeError(f"`{name}` is not created yet.")
         mask = self.__dict__.get("kernel_mask")
@@ -155,7 +156,7 @@ def masked_weight_property(parent_cls, name):
 
     def fset(self, value):
         # Layer.__setattr__ already tracked `value`; only store it.
-        object.__setattr__(self, storage, value)
+        store_raw_weight(self, name, value)
 
     return property(
         fget,
@@ -331,13 +332,14 @@ class SparseLayer(SparseOptions):
     def kernel_variable(self):
         """The raw (unmasked) weight variable."""
         name = self._sparse_weight_name
-        if "_" + name not in self.__dict__:
+        variable = raw_weight(self, name)
+        if variable is None:
             raise ValueError(
                 f"Sparse layer '{self.name}' has no raw `{name}` variable: "
                 f"it is not built yet, or its class does not replace `{name}`"
                 f" with `masked_weight_property(<Keras parent>, '{name}')`."
             )
-        return self.__dict__["_" + name]
+        return variable
 
     def _build_sparse(self, draw=True):
         """Creates the mask, union and probe; call at the end of ``build``.

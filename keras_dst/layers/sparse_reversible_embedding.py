@@ -2,6 +2,9 @@
 
 import keras
 
+from keras_dst.backend.keras_internals import own_raw_weight
+from keras_dst.backend.keras_internals import raw_weight
+from keras_dst.backend.keras_internals import store_raw_weight
 from keras_dst.backend.keras_internals import unlocked
 from keras_dst.backend.keras_internals import untrack_variable
 from keras_dst.layers.sparse_layer import SparseLayer
@@ -25,7 +28,7 @@ class SparseReverseProjection(SparseLayer, keras.layers.Layer):
     def holding(cls, variable, options, draw, name="reverse_projection"):
         """A built projection that owns `variable` as its kernel."""
         projection = cls(name=name, **options)
-        projection._kernel = variable  # tracked: the projection owns it
+        own_raw_weight(projection, "kernel", variable)  # tracked
         projection.built = True
         with unlocked(projection):
             projection._build_sparse(draw=draw)
@@ -91,24 +94,25 @@ class SparseReversibleEmbedding(SparseLayer, keras.layers.ReversibleEmbedding):
         projection = getattr(self, "reverse_projection", None)
         if projection is not None:
             return projection.kernel
-        if "_reverse_embeddings" in self.__dict__:  # still building
-            return self.__dict__["_reverse_embeddings"]
+        variable = raw_weight(self, "reverse_embeddings")
+        if variable is not None:  # still building
+            return variable
         raise AttributeError("`reverse_embeddings` is not created yet.")
 
     @reverse_embeddings.setter
     def reverse_embeddings(self, value):
         # Layer.__setattr__ already tracked `value`; only store it.
-        object.__setattr__(self, "_reverse_embeddings", value)
+        store_raw_weight(self, "reverse_embeddings", value)
 
     def _build_sparse(self, draw=True):
         super()._build_sparse(draw=draw)
         if "reverse_embeddings" in vars(self):
             # A plain layer made sparse in place stored it as a plain
             # attribute, which the property above now shadows.
-            vars(self)["_reverse_embeddings"] = vars(self).pop(
-                "reverse_embeddings"
+            store_raw_weight(
+                self, "reverse_embeddings", vars(self).pop("reverse_embeddings")
             )
-        variable = vars(self).get("_reverse_embeddings")
+        variable = raw_weight(self, "reverse_embeddings")
         if self.tie_weights or variable is None:
             return
         # The projection's variable moves to the sparse sub-layer (so it

@@ -15,7 +15,18 @@ the same way everywhere:
   mask.
 """
 
+from typing import NamedTuple
+
 from keras import ops
+
+
+class SparseState(NamedTuple):
+    """One layer's sparse state, as `masked_values` returns it."""
+
+    mask: object  # uint8, exactly 0 or 1
+    kernel: object  # exactly 0.0 where `mask` is 0
+    slots: tuple  # the kernel's optimizer slots, 0 where `mask` is 0
+    explored: object  # uint8, the union of masks so far
 
 
 def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
@@ -31,8 +42,8 @@ def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
         reset_explored: start the union anew from `mask`.
 
     Returns:
-        `(mask, kernel, slots, explored)`: `uint8` mask, zeroed kernel and
-        slots, `uint8` union.
+        A `SparseState`: `uint8` mask, zeroed kernel and slots, `uint8`
+        union.
     """
     kernel = ops.where(keep, kernel, ops.zeros((), kernel.dtype))
     slots = [ops.where(keep, s, ops.zeros((), s.dtype)) for s in slots]
@@ -40,10 +51,10 @@ def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
         mask_or_explored = ops.logical_or(ops.cast(explored, "bool"), mask)
     else:
         mask_or_explored = mask
-    return (
+    return SparseState(
         ops.cast(mask, "uint8"),
         kernel,
-        slots,
+        tuple(slots),
         ops.cast(mask_or_explored, "uint8"),
     )
 
@@ -57,11 +68,10 @@ def write_sparse_state(state, layer, slot_variables, values):
         layer: the sparse layer.
         slot_variables: the optimizer slot variables of its kernel, in the
             order of `values`' slots.
-        values: `(mask, kernel, slots, explored)`.
+        values: a `SparseState`.
     """
-    mask, kernel, slots, explored = values
-    state.write(layer.kernel_variable, kernel)
-    for variable, value in zip(slot_variables, slots, strict=True):
+    state.write(layer.kernel_variable, values.kernel)
+    for variable, value in zip(slot_variables, values.slots, strict=True):
         state.write(variable, value)
-    state.write(layer.kernel_explored, explored)
-    state.write(layer.kernel_mask, mask)
+    state.write(layer.kernel_explored, values.explored)
+    state.write(layer.kernel_mask, values.mask)
