@@ -552,6 +552,15 @@ class GlobalReprunePreferenceTest(TestCase):
         np.testing.assert_array_equal(masks[0], [[False, True], [False, True]])
         np.testing.assert_array_equal(masks[1], [False, True])
 
+    def test_equal_magnitudes_go_to_the_lowest_index(self):
+        # The engine's tie rule, over the kernels in order.
+        kernels = [np.array([1.0, 2.0, 1.0]), np.array([[1.0, 1.0]])]
+        masks = keras_dst.superposition.global_magnitude_masks(kernels, 3)
+        np.testing.assert_array_equal(masks[0], [True, True, True])
+        np.testing.assert_array_equal(masks[1], [[False, False]])
+        masks = keras_dst.superposition.global_magnitude_masks(kernels, 2)
+        np.testing.assert_array_equal(masks[0], [True, True, False])
+
     def test_superposition_never_raises_r_s(self):
         # Dead ReLU units leave active weights at exactly 0, so the average
         # has fewer non-zeros than the budget: the fill must reuse the last

@@ -1,5 +1,8 @@
 """`GMP`: dense-to-sparse gradual magnitude pruning (the baseline)."""
 
+import keras
+
+from keras_dst.backend import model_state
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.layers.model_walk import layer_path
@@ -133,8 +136,15 @@ class GMP(StepScheduledCallback):
             self.sparsity_target,
             distribution,
         )
-        for layer in self.layers:  # R_s counts the (dense) start
-            layer.set_mask(layer.get_mask())
+        # R_s counts the (dense) start: fold the masks into the unions on
+        # the device.
+        state = model_state(self.model)
+        for layer in self.layers:
+            union = keras.ops.logical_or(
+                keras.ops.cast(state.read(layer.kernel_explored), "bool"),
+                keras.ops.cast(state.read(layer.kernel_mask), "bool"),
+            )
+            state.write(layer.kernel_explored, keras.ops.cast(union, "uint8"))
         self.updater.prepare(self.model)
         origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps

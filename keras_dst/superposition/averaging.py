@@ -52,7 +52,8 @@ def global_magnitude_masks(kernels, budget, prefer=None, block_shapes=None):
 
     Returns:
         list of bool arrays of the kernels' shapes, with exactly `budget`
-        True entries in total (ties broken deterministically). With
+        True entries in total (equal |w|: the lowest flat index over the
+        kernels in order, the engine's tie rule). With
         blocks, blocks are taken in rank order while they fit in what is
         left of the budget; the count is exact whenever the budget can be
         filled that way (e.g. every kernel has the same block size and the
@@ -69,7 +70,9 @@ def global_magnitude_masks(kernels, budget, prefer=None, block_shapes=None):
     if budget:
         nonzero = np.flatnonzero(flat)
         if prefer is None or nonzero.size >= budget:
-            keep[np.argpartition(-flat, budget - 1)[:budget]] = True
+            # The engine's tie rule: equal |w|, the lowest flat index
+            # (over the kernels in order) first.
+            keep[np.argsort(-flat, kind="stable")[:budget]] = True
         else:  # every non-zero, then preferred zeros, then the rest
             keep[nonzero] = True
             preferred = np.concatenate([np.reshape(p, -1) for p in prefer])
