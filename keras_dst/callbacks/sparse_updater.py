@@ -56,6 +56,7 @@ from keras_dst.optimizers.slots import base_optimizer
 from keras_dst.optimizers.slots import check_optimizer
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import check_seed
+from keras_dst.utils.checks import check_unit_interval
 
 
 class SparseUpdater:
@@ -99,19 +100,9 @@ class SparseUpdater:
     ):
         self._prune = get_prune(prune)
         self._growth = get_growth(growth)
-        if isinstance(momentum, bool) or not isinstance(
-            momentum, (int, float, np.floating, np.integer)
-        ):
-            raise TypeError(
-                f"`momentum` must be a float in [0, 1). Received: {momentum!r}."
-            )
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(
-                f"`momentum` must be in [0, 1). Received: momentum={momentum}."
-            )
         self.prune = prune
         self.growth = growth
-        self.momentum = float(momentum)
+        self.momentum = check_unit_interval(momentum, "momentum")
         self.seed = check_seed(seed)
         self.layers = None
         self.paths = None

@@ -13,6 +13,7 @@ from keras_dst.masks.initial_masks import magnitude_mask
 from keras_dst.masks.initial_masks import random_mask
 from keras_dst.masks.initial_masks import sparse_init_scale
 from keras_dst.utils.checks import check_choice
+from keras_dst.utils.checks import check_optional_int
 
 MASK_INITS = ("random", "magnitude")
 
@@ -67,10 +68,7 @@ def initialize_masks(
             f"Received: mask_init={mask_init!r}."
         )
     check_choice(weight_init, WEIGHT_INITS, "weight_init")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, int)
-    ):
-        raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
+    seed = check_optional_int(seed, "seed")
     layers = require_sparse_layers(model)
     keep = list(
         resolve_layer_map(layers, {k: 0 for k in keep_dense}, "keep_dense")

@@ -43,6 +43,7 @@ from keras_dst.masks.initial_masks import random_mask
 from keras_dst.masks.initial_masks import sparse_init_scale
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import check_choice
+from keras_dst.utils.checks import check_optional_int
 from keras_dst.utils.checks import validate_sparsity
 
 MASK_DTYPE = "uint8"
@@ -218,13 +219,7 @@ def check_sparse_options(
     check_choice(weight_init, WEIGHT_INITS, "weight_init")
     sparsity = validate_sparsity(sparsity)
     block_shape = check_block_shape(block_shape)
-    if mask_seed is not None and (
-        isinstance(mask_seed, bool) or not isinstance(mask_seed, int)
-    ):
-        raise TypeError(
-            "`mask_seed` must be None or an int. "
-            f"Received: mask_seed={mask_seed!r}."
-        )
+    mask_seed = check_optional_int(mask_seed, "mask_seed")
     if not isinstance(dense_gradient, bool):
         raise TypeError(
             "`dense_gradient` must be a bool. "

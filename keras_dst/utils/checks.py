@@ -88,9 +88,35 @@ def check_choice(value, allowed, name):
         )
 
 
+def check_optional_int(value, name):
+    """None, or an int (a seed): a TypeError naming `name` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"`{name}` must be None or an int. Received: {name}={value!r}."
+        )
+    return int(value)
+
+
 def check_seed(seed):
+    """A seed: an int, or None for a random one drawn now."""
     if seed is None:
         return int(np.random.randint(0, 2**31 - 1))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"`seed` must be None or an int. Received: {seed!r}.")
-    return int(seed)
+    return check_optional_int(seed, "seed")
+
+
+def check_unit_interval(value, name):
+    """A float in [0, 1) (a decay factor, a momentum)."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.floating, np.integer)
+    ):
+        raise TypeError(
+            f"`{name}` must be a float in [0, 1). Received: {value!r}."
+        )
+    value = float(value)
+    if not np.isfinite(value) or not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"`{name}` must be in [0, 1). Received: {name}={value}."
+        )
+    return value
