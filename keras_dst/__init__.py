@@ -31,6 +31,8 @@ from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.sparsity_summaries import SparsitySummaries
 from keras_dst.callbacks.static import Static
 from keras_dst.callbacks.sup_tickets import SupTickets
+from keras_dst.callbacks.update_record import LayerOutcome
+from keras_dst.callbacks.update_record import UpdateRecord
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.convert.sparsify import sparsify
 from keras_dst.export.litert import LiteRTExport
@@ -48,6 +50,7 @@ __all__ = [
     "DynamicSparsityCallback",
     "GMP",
     "ITOP",
+    "LayerOutcome",
     "LiteRTExport",
     "Method",
     "Preset",
@@ -58,6 +61,7 @@ __all__ = [
     "SparsitySummaries",
     "Static",
     "SupTickets",
+    "UpdateRecord",
     "__version__",
     "criteria",
     "export_litert",

@@ -393,6 +393,42 @@ class EngineTest(TestCase):
             self.assertNotIn("/encoder/", key)
         self.assertLen(history.history["itop_rate/" + paths[-1]], 3)
 
+    def test_typed_records_and_their_dicts(self):
+        callback = keras_dst.RigL(0.8, update_interval=2, seed=0)
+        self.fit(callback, epochs=1)
+        records = callback.updater.records
+        self.assertNotEmpty(records)
+        self.assertLen(callback.history, len(records))
+        for record, entry in zip(records, callback.history, strict=True):
+            self.assertIsInstance(record, keras_dst.UpdateRecord)
+            self.assertEqual(record.growth, "gradient")
+            self.assertEqual(list(record.layers), callback.updater.paths)
+            for path, outcome in record.layers.items():
+                self.assertIsInstance(outcome, keras_dst.LayerOutcome)
+                self.assertEqual(outcome.pruned, record.k[path])
+                self.assertEqual(outcome.grown, record.k[path])
+            self.assertEqual(record.as_dict(), entry)
+            self.assertEqual(
+                set(entry),
+                {
+                    "step",
+                    "drop_fraction",
+                    "growth",
+                    "k",
+                    "itop_rate",
+                    "sparsity",
+                    "layers",
+                },
+            )
+        # GMP's `prune_to` grows nothing and names no growth criterion.
+        gmp = keras_dst.GMP(0.8, begin=0.0, end=0.5, update_interval=2)
+        self.fit(gmp, epochs=1)
+        for record in gmp.updater.records:
+            self.assertIsNone(record.growth)
+            self.assertIsNone(record.drop_fraction)
+            for outcome in record.layers.values():
+                self.assertEqual(outcome.grown, 0)
+
     def test_mask_changes_do_not_retrace(self):
         traces = []
 

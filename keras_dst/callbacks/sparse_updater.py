@@ -46,6 +46,9 @@ from keras_dst.backend import replica_sum
 from keras_dst.callbacks.compiled_update import CompiledStats
 from keras_dst.callbacks.compiled_update import CompiledUpdate
 from keras_dst.callbacks.compiled_update import LayerInputs
+from keras_dst.callbacks.update_record import LayerOutcome
+from keras_dst.callbacks.update_record import UpdateRecord
+from keras_dst.callbacks.update_record import UpdateRequest
 from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
 from keras_dst.layers.model_walk import layer_path
@@ -86,10 +89,9 @@ class SparseUpdater:
         itop_rate_per_layer: dict layer path -> R_s.
         sparsity: current global sparsity over the sparse layers.
         active_counts: list of active counts, one per sparse layer.
-        history: list of dicts, one per applied update: `step`,
-            `drop_fraction`, `k` (per layer), `itop_rate` and `sparsity`
-            after the update, and `layers`: per layer path, that layer's
-            metrics (see `history`).
+        records: one `keras_dst.UpdateRecord` per applied update (typed,
+            documented field by field).
+        history: the same records as plain dicts (`UpdateRecord.as_dict`).
         traces: how many times the compiled update was traced (1 for a
             model whose structure does not change; 0 on PyTorch, where
             the update runs eagerly and nothing is traced).
@@ -109,6 +111,7 @@ class SparseUpdater:
         self._model = None
         self._counts = None
         self._history = []
+        self._records = []
         self._pending = []
         self._update_functions = {}  # growth criterion -> CompiledUpdate
         self._plan_key = None
@@ -335,15 +338,15 @@ class SparseUpdater:
             int(math.floor(drop_fraction * (n // b))) * b
             for n, b in zip(self._counts, self._block_sizes(), strict=True)
         ]
-        record = {
-            "step": int(step),
-            "drop_fraction": float(drop_fraction),
-            "growth": criterion.name,
-            "k": dict(zip(self.paths, counts, strict=True)),
-        }
-        return self._run(
-            model, step, counts, counts, optimizer, record, wait, criterion
+        request = UpdateRequest(
+            step=int(step),
+            drop_fraction=float(drop_fraction),
+            growth=criterion.name,
+            k=dict(zip(self.paths, counts, strict=True)),
+            pruned=counts,
+            grown=counts,
         )
+        return self._run(model, optimizer, request, wait, criterion)
 
     def prune_to(self, model, targets, step=0, optimizer=None, wait=True):
         """Prunes each layer by the prune criterion down to a count.
@@ -382,17 +385,18 @@ class SparseUpdater:
                     f"whole {layer.block_shape} blocks: a multiple of {b} "
                     "active entries (see `keras_dst.masks.target_count`)."
                 )
-        record = {
-            "step": int(step),
-            "drop_fraction": None,
-            "k": dict(zip(self.paths, counts, strict=True)),
-        }
-        zeros = [0] * len(counts)
-        return self._run(
-            model, step, counts, zeros, optimizer, record, wait, self._growth
+        request = UpdateRequest(
+            step=int(step),
+            drop_fraction=None,
+            growth=None,
+            k=dict(zip(self.paths, counts, strict=True)),
+            pruned=counts,
+            grown=[0] * len(counts),
         )
+        return self._run(model, optimizer, request, wait, self._growth)
 
-    def _run(self, model, step, prune, grow, optimizer, record, wait, growth):
+    def _run(self, model, optimizer, request, wait, growth):
+        step, prune, grow = request.step, request.pruned, request.grown
         if model is not self._model:
             raise ValueError(
                 "`model` is not the model this updater was prepared with: "
@@ -400,16 +404,12 @@ class SparseUpdater:
             )
         if optimizer is None:
             optimizer = getattr(model, "optimizer", None)
-        record["layers"] = {
-            path: {"pruned": p, "grown": g}
-            for path, p, g in zip(self.paths, prune, grow, strict=True)
-        }
         new_counts = [
             n - p + g for n, p, g in zip(self._counts, prune, grow, strict=True)
         ]
         if not any(prune) and not any(grow):  # nothing to move
             self._grown = None  # this update grew nothing
-            self._pending.append((record, None))
+            self._pending.append((request, None))
             return self._collect()[-1] if wait else None
         function, slots = self._plan(optimizer, growth)
         needs_gradient = self._prune.needs_gradient or growth.needs_gradient
@@ -463,7 +463,7 @@ class SparseUpdater:
         # The counts the next update starts from; re-read from the masks
         # if this update turns out to have been skipped.
         self._counts = new_counts
-        self._pending.append((record, (new_counts, report)))
+        self._pending.append((request, (new_counts, report)))
         if wait:
             return self._collect()[-1]
         return None
@@ -479,8 +479,8 @@ class SparseUpdater:
         outcomes = []
         pending, self._pending = self._pending, []
         stats = None
-        for record, outcome in pending:
-            grown = [record["layers"][path]["grown"] for path in self.paths]
+        for request, outcome in pending:
+            grown = list(request.grown)
             previous = self._last_grown or [0] * len(grown)
             if outcome is None:  # nothing moved: the state is as it was
                 if stats is None:
@@ -498,7 +498,7 @@ class SparseUpdater:
                     outcomes.append(False)
                     self._last_grown = None  # a skipped update grows none
                     warnings.warn(
-                        f"keras_dst: update at step {record['step']} "
+                        f"keras_dst: update at step {request.step} "
                         "skipped: non-finite weights or gradients in the "
                         "scores. Weights and masks are unchanged.",
                         RuntimeWarning,
@@ -511,19 +511,29 @@ class SparseUpdater:
                 )
                 self._last_grown = grown
             outcomes.append(True)
-            self._history.append(self._complete(record, counts))
+            record = self._complete(request, counts)
+            self._records.append(record)
+            self._history.append(record.as_dict())
         if not all(outcomes):
             self._counts = self._read_stats(self._model)[0]
         return outcomes
 
-    def _complete(self, record, counts):
-        """Adds the per-layer and total metrics to an update's record."""
+    def _complete(self, request, counts):
+        """The `UpdateRecord` of an applied update (the one place records
+        are built), from its request and the counts read after it."""
         sizes = self._sizes()
-        for path, size, (active, explored, before, survived) in zip(
-            self.paths, sizes, counts, strict=True
+        layers = {}
+        for path, size, p, g, (active, explored, before, survived) in zip(
+            self.paths,
+            sizes,
+            request.pruned,
+            request.grown,
+            counts,
+            strict=True,
         ):
-            metrics = record["layers"][path]
-            metrics.update(
+            layers[path] = LayerOutcome(
+                pruned=int(p),
+                grown=int(g),
                 active=int(active),
                 sparsity=1.0 - active / size,
                 itop_rate=explored / size,
@@ -532,9 +542,15 @@ class SparseUpdater:
                 survival=survived / before if before else None,
             )
         total = sum(sizes)
-        record["itop_rate"] = sum(c[1] for c in counts) / total
-        record["sparsity"] = 1.0 - sum(c[0] for c in counts) / total
-        return record
+        return UpdateRecord(
+            step=request.step,
+            drop_fraction=request.drop_fraction,
+            growth=request.growth,
+            k=dict(request.k),
+            itop_rate=sum(c[1] for c in counts) / total,
+            sparsity=1.0 - sum(c[0] for c in counts) / total,
+            layers=layers,
+        )
 
     def _sizes(self):
         return [int(np.prod(x.kernel_variable.shape)) for x in self.layers]
@@ -555,20 +571,19 @@ class SparseUpdater:
         )
 
     @property
-    def history(self):
-        """One dict per applied update.
+    def records(self):
+        """One `UpdateRecord` per applied update (see its fields).
 
-        Keys: `step`, `drop_fraction` (None for `prune_to`), `k` (per
-        layer), `itop_rate` and `sparsity` over all sparse layers after
-        the update, and `layers`: per layer path a dict with, after the
-        update, `active` (count), `sparsity`, `itop_rate` (R_s), and the
-        update's moves: `pruned`, `grown` (counts), `previous_grown` (how
-        many entries the previous update of this updater grew),
-        `survived` (how many of those this update did not prune) and
-        `survival` = survived / previous_grown (None when the previous
-        update grew nothing there, e.g. at the first update or after a
-        resume). A low survival means grown connections are pruned before
-        they could learn: ITOP's "unreliable exploration" (raise ΔT).
+        Reading it collects pending updates (one small device read each).
+        """
+        self._collect()
+        return self._records
+
+    @property
+    def history(self):
+        """`records` as plain dicts (`UpdateRecord.as_dict`): keys `step`,
+        `drop_fraction`, `growth`, `k`, `itop_rate`, `sparsity` and
+        `layers` (per layer path, the fields of `LayerOutcome`).
 
         Reading it collects pending updates (one small device read each).
         """
