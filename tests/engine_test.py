@@ -420,6 +420,16 @@ class EngineTest(TestCase):
                     "layers",
                 },
             )
+        # One explicit read of the counts gives every summary.
+        counts = callback.updater.layer_counts()
+        self.assertEqual(counts.paths, callback.updater.paths)
+        self.assertEqual(counts.itop_rate, callback.itop_rate)
+        self.assertEqual(counts.sparsity, callback.sparsity)
+        self.assertEqual(
+            counts.itop_rate_per_layer, callback.itop_rate_per_layer
+        )
+        self.assertEqual(list(counts.active), callback.updater.active_counts)
+        self.assertEqual(counts.itop_rate, records[-1].itop_rate)
         # GMP's `prune_to` grows nothing and names no growth criterion.
         gmp = keras_dst.GMP(0.8, begin=0.0, end=0.5, update_interval=2)
         self.fit(gmp, epochs=1)

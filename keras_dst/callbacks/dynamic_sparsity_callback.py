@@ -262,8 +262,9 @@ class DynamicSparsityCallback(StepScheduledCallback):
 
     def on_train_end(self, logs=None):
         if self.verbose:
+            counts = self.updater.layer_counts()  # one read
             print(
-                f"keras_dst: sparsity {self.sparsity:.4f}, "
-                f"R_s (in-time over-parameterization) {self.itop_rate:.4f}, "
+                f"keras_dst: sparsity {counts.sparsity:.4f}, "
+                f"R_s (in-time over-parameterization) {counts.itop_rate:.4f}, "
                 f"{len(self.updater.history)} updates."
             )

@@ -31,8 +31,9 @@ def epoch_layer_logs(layers, paths, counts, records):
         is present every epoch, so CSVLogger keeps its columns.
     """
     logs = {}
+    active, explored, sizes = counts[:3]
     for path, key, a, e, n in zip(
-        paths, layer_keys(layers, paths), *counts, strict=True
+        paths, layer_keys(layers, paths), active, explored, sizes, strict=True
     ):
         moves = [r["layers"][path] for r in records]
         before = sum(m["previous_grown"] for m in moves)
@@ -58,10 +59,9 @@ def add_epoch_logs(logs, updater, per_layer, logged):
     Returns:
         The number of history records logged so far.
     """
-    counts = updater.layer_counts()
-    active, explored, sizes = counts
-    logs["itop_rate"] = sum(explored) / sum(sizes)
-    logs["sparsity"] = 1.0 - sum(active) / sum(sizes)
+    counts = updater.layer_counts()  # one read for every entry
+    logs["itop_rate"] = counts.itop_rate
+    logs["sparsity"] = counts.sparsity
     if not per_layer:
         return logged
     history = updater.history

@@ -37,6 +37,7 @@ each layer's `kernel_explored` variable (saved with the model).
 
 import math
 import warnings
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -60,6 +61,35 @@ from keras_dst.optimizers.slots import check_optimizer
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import check_seed
 from keras_dst.utils.checks import check_unit_interval
+
+
+class LayerCounts(NamedTuple):
+    """Counts per sparse layer, read once (`SparseUpdater.layer_counts`)."""
+
+    active: list  # active entries
+    explored: list  # entries active at least once (the union's size)
+    sizes: list  # kernel sizes
+    paths: list  # the layers' paths
+
+    @property
+    def itop_rate(self):
+        """R_s over all sparse layers."""
+        return sum(self.explored) / sum(self.sizes)
+
+    @property
+    def sparsity(self):
+        """Global sparsity over the sparse layers."""
+        return 1.0 - sum(self.active) / sum(self.sizes)
+
+    @property
+    def itop_rate_per_layer(self):
+        """Layer path -> R_s."""
+        return {
+            path: e / n
+            for path, e, n in zip(
+                self.paths, self.explored, self.sizes, strict=True
+            )
+        }
 
 
 class SparseUpdater:
@@ -591,37 +621,37 @@ class SparseUpdater:
         return self._history
 
     def layer_counts(self):
-        """`(active, explored, sizes)`: three lists, one int per sparse
-        layer (read from the masks and unions; collects pending updates).
-        R_s of a layer is explored / size."""
+        """The one explicit read of the counts: a `LayerCounts` (active,
+        explored, sizes: one int per sparse layer, read from the masks
+        and unions in one device pass; collects pending updates first).
+        Read it once and take `itop_rate`, `sparsity`, ... from it; each
+        property below is one such read."""
         self._check_prepared()
         self._collect()
         active, explored = self._read_stats(self._model)
         self._counts = list(active)
-        return active, explored, self._sizes()
+        return LayerCounts(active, explored, self._sizes(), self.paths)
 
     @property
     def active_counts(self):
-        """Active entries per sparse layer (read from the masks)."""
-        return self.layer_counts()[0]
+        """Active entries per sparse layer (one `layer_counts` read)."""
+        return self.layer_counts().active
 
     @property
     def itop_rate_per_layer(self):
-        _, explored, sizes = self.layer_counts()
-        return {
-            path: e / n
-            for path, e, n in zip(self.paths, explored, sizes, strict=True)
-        }
+        """R_s per layer path (one `layer_counts` read)."""
+        return self.layer_counts().itop_rate_per_layer
 
     @property
     def itop_rate(self):
-        _, explored, sizes = self.layer_counts()
-        return sum(explored) / sum(sizes)
+        """R_s over all sparse layers (one `layer_counts` read)."""
+        return self.layer_counts().itop_rate
 
     @property
     def sparsity(self):
-        active, _, sizes = self.layer_counts()
-        return 1.0 - sum(active) / sum(sizes)
+        """Global sparsity over the sparse layers (one `layer_counts`
+        read)."""
+        return self.layer_counts().sparsity
 
     @property
     def traces(self):

@@ -393,11 +393,12 @@ class SupTickets(keras.callbacks.Callback):
         kernels, masks = self._kernels(model)
         self.averager.add(weights, kernels, masks, self._block_shapes())
         if not first:
+            counts = self.base.updater.layer_counts()  # one read
             self.tickets.append(
                 {
                     "step": int(step),
-                    "sparsity": self.base.sparsity,
-                    "itop_rate": self.base.itop_rate,
+                    "sparsity": counts.sparsity,
+                    "itop_rate": counts.itop_rate,
                 }
             )
         if self.backup_dir is not None:
