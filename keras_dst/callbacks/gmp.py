@@ -8,6 +8,8 @@ from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
+from keras_dst.layers.sparse_state import masked_values
+from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.distributions import allocate
 from keras_dst.masks.initial_masks import target_count
@@ -93,7 +95,6 @@ class GMP(StepScheduledCallback):
         self.begin = begin
         self.end = end
         self.layers = []
-        self.paths = []
         self.targets = None  # per layer path: final sparsity, when placed
         self._t0 = 0  # the first pruning step, counted from the origin
         self._n = 0  # the number of pruning steps
@@ -121,30 +122,35 @@ class GMP(StepScheduledCallback):
     def _place(self, epoch):
         epochs, steps = self.fit_steps("GMP")
         self.layers = require_sparse_layers(self.model)
-        # The keys of `targets` and `prune_to`, fixed now (see `layer_path`).
-        self.paths = [layer_path(layer) for layer in self.layers]
+        # The keys of `targets`: the paths of this walk, which the updater
+        # keeps when prepared below (see `layer_path`).
+        paths = [layer_path(layer) for layer in self.layers]
         distribution = self.distribution
         if isinstance(distribution, dict):
             distribution = resolve_layer_map(
-                self.layers, distribution, "distribution", self.paths
+                self.layers, distribution, "distribution", paths
             )
         self.targets = allocate(
             {
                 path: tuple(layer.kernel_variable.shape)
-                for layer, path in zip(self.layers, self.paths, strict=True)
+                for layer, path in zip(self.layers, paths, strict=True)
             },
             self.sparsity_target,
             distribution,
         )
-        # R_s counts the (dense) start: fold the masks into the unions on
-        # the device.
+        # R_s counts the (dense) start: the masks join the unions, on the
+        # device, through the one writer of sparse state.
         state = model_state(self.model)
         for layer in self.layers:
-            union = keras.ops.logical_or(
-                keras.ops.cast(state.read(layer.kernel_explored), "bool"),
-                keras.ops.cast(state.read(layer.kernel_mask), "bool"),
+            mask = keras.ops.cast(state.read(layer.kernel_mask), "bool")
+            values = masked_values(
+                mask,
+                mask,
+                state.read(layer.kernel_variable),
+                [],
+                state.read(layer.kernel_explored),
             )
-            state.write(layer.kernel_explored, keras.ops.cast(union, "uint8"))
+            write_sparse_state(state, layer, [], values)
         self.updater.prepare(self.model)
         origin = max(0, self._epoch_step - epoch * steps)
         total = epochs * steps
@@ -159,15 +165,16 @@ class GMP(StepScheduledCallback):
     def prune_to(self, sparsities, step=None):
         """Prunes each layer (by magnitude) down to `sparsities[path]`."""
         updater = self._ready()
-        if len(self.paths) != len(self.layers):  # layers set by hand
-            self.paths = [layer_path(layer) for layer in self.layers]
+        # The updater's keys, fixed when it was prepared.
+        path_of = dict(zip(map(id, updater.layers), updater.paths, strict=True))
+        paths = [path_of[id(layer)] for layer in self.layers]
         targets = {  # whole blocks for layers with a block shape
             path: target_count(
                 tuple(layer.kernel_variable.shape),
                 sparsities[path],
                 layer.block_shape,
             )
-            for layer, path in zip(self.layers, self.paths, strict=True)
+            for layer, path in zip(self.layers, paths, strict=True)
         }
         updater.prune_to(
             self._target,
@@ -176,5 +183,5 @@ class GMP(StepScheduledCallback):
             optimizer=self._target.optimizer,
             wait=False,
         )
-        for layer, path in zip(self.layers, self.paths, strict=True):
+        for layer, path in zip(self.layers, paths, strict=True):
             layer.sparsity = sparsities[path]

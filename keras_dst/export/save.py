@@ -39,9 +39,9 @@ def save_model(model, path, compress=True, values=None):
     every variable bit-identical (weights, masks, explored unions,
     optimizer state), so training can resume from it exactly. Gradient
     probes without momentum are saved as zeros by every Keras save path
-    (this one, `model.save`, `BackupAndRestore`): they hold the last
-    step's dense gradient, which the next step overwrites before any
-    update reads it (see `SparseLayer.save_own_variables`).
+    (this one, `model.save`, `BackupAndRestore`) unless an update is
+    about to read them: they hold only the last step's dense gradient
+    (see `SparseLayer.save_own_variables`).
 
     Layers that `keras_dst.sparsify` made sparse inside other layers (a
     keras-hub backbone's attention and feed-forward layers, the layers of

@@ -132,10 +132,10 @@ def masked_weight_property(parent_cls, name):
     def fget(self):
         if isinstance(parent, property):
             value = parent.fget(self)
-        elif raw_weight(self, name) is not None:
+        else:
             value = raw_weight(self, name)
-        else:  # AttributeError, as TF's attribute tracking expects.
-            raise AttributeError(f"`{name}` is not created yet.")
+            if value is None:  # AttributeError, as TF's tracking expects.
+                raise AttributeError(f"`{name}` is not created yet.")
         mask = self.__dict__.get("kernel_mask")
         if mask is None:  # still building
             return value
