@@ -446,8 +446,12 @@ class SparseUpdater:
         state = model_state(model)
         ops = keras.ops
         if self._grown is None:
+            # Shaped and laid out like the masks (`zeros_like` keeps a
+            # sharded mask's layout): the next update's `grown`, which
+            # the function returns, comes back with that layout, so the
+            # second update does not trace the function again.
             self._grown = [
-                ops.zeros(tuple(layer.kernel_variable.shape), "bool")
+                ops.zeros_like(state.read(layer.kernel_mask), "bool")
                 for layer in self.layers
             ]
         layers = [

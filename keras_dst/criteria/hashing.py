@@ -15,8 +15,6 @@ and exactly uint32 arithmetic on int64 (the low 32 bits of an int64
 product are those of the uint32 product, wrap-around included).
 """
 
-import math
-
 from keras import ops
 
 _MULTIPLIER_1 = 0x7FEB352D
@@ -60,10 +58,25 @@ def uniform_scores(key, shape):
     float32 multiple of 2^-24. Top-k of these scores is a uniform draw of k
     positions.
     """
-    size = math.prod(shape)
-    index = ops.cast(ops.arange(size, dtype="int32"), "uint32")
+    index = ops.cast(flat_index(shape), "uint32")
     bits = mix32(_wrap(ops.add(mix32(ops.bitwise_xor(index, key)), key)))
     scores = ops.multiply(
         ops.cast(ops.right_shift(bits, 8), "float32"), 2.0**-24
     )
-    return ops.reshape(scores, shape)
+    return scores
+
+
+def flat_index(shape):
+    """The int32 flat (row-major) index of every entry of `shape`, built
+    from one small range per axis, not reshaped from one long range: a
+    tensor of a sharded kernel's shape is computed shard by shard."""
+    shape = tuple(int(d) for d in shape)
+    index = ops.zeros((1,) * len(shape), dtype="int32")
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        view = [1] * len(shape)
+        view[axis] = shape[axis]
+        along = ops.reshape(ops.arange(shape[axis], dtype="int32"), view)
+        index = ops.add(index, ops.multiply(along, stride))
+        stride *= shape[axis]
+    return index

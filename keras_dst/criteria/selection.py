@@ -14,8 +14,14 @@ How (a radix select: the threshold is searched bit by bit):
    threshold with that bit set. 32 counting passes, for all layers of
    the model in one loop.
 3. Every candidate with key > t is taken, and among the keys == t the
-   lowest indices fill up to k (a cumulative sum, only computed when
-   there are more ties at t than places left).
+   lowest indices fill up to k (`_first_true`, axis by axis; only
+   computed when there are more ties at t than places left).
+
+Every step is elementwise work on the kernel's own shape plus reductions
+to scalars or to one axis's length: nothing is flattened, so under
+`keras.distribution.ModelParallel` a sharded layer is scored and
+selected shard by shard, with only those small reductions crossing
+devices (never an all-gather of the layer).
 
 No sort, O(32 n) work, static shapes: on a 2-core CPU about 7 ms for a
 1M-entry layer (XLA's `top_k` with k = 30k: about 20 ms), and it needs no
@@ -98,35 +104,51 @@ def _thresholds(keys, ks):
     return ops.bitwise_xor(found, offset), taken
 
 
-def _first_true(x, count):
-    """Flat bool `x` with only its first `count` True entries kept.
+def _axis_index(shape, axis):
+    """The int32 index along `axis`, broadcastable against `shape`."""
+    view = [1] * len(shape)
+    view[axis] = shape[axis]
+    return ops.reshape(ops.arange(shape[axis], dtype="int32"), view)
 
-    `count` must be below the number of True entries. Rows of 1024: one
-    pass sums the rows, a cumulative sum over the row sums finds the row
-    where the count runs out, and only that row needs a cumulative sum of
-    its own (XLA's CPU cumsum over a whole 1M-entry layer costs ~3 ms).
+
+def _first_true(x, count):
+    """Bool `x` (any shape) with only its first `count` True entries kept,
+    first in row-major (flat index) order.
+
+    `count` must be below the number of True entries. No reshape: the
+    position of the (count + 1)-th True entry is found one axis at a
+    time (the True entries per index of axis `a`, among those whose
+    earlier indices equal the position's so far; a cumulative sum over
+    that short vector gives the position's index on `a`), and the kept
+    entries are the True ones lexicographically before it. Each axis is
+    one elementwise pass and a reduction to a vector of that axis's
+    length, so a kernel sharded over devices is never gathered whole:
+    only those vectors are reduced across devices.
     """
-    size = int(x.shape[0])
-    width = 1024
-    rows = -(-size // width)
-    # Padded by concatenation: `ops.pad` names a Keras Operation even
-    # when eager, which torch.compile cannot trace without a guard.
-    tail = ops.zeros((rows * width - size,), dtype=x.dtype)
-    grid = ops.reshape(ops.concatenate([x, tail]), (rows, width))
-    per_row = ops.cast(ops.sum(ops.cast(grid, "float32"), axis=1), "int32")
-    through = ops.cumsum(per_row)  # True entries in rows 0..r
-    cut = ops.argmax(through > count)  # the row where `count` runs out
-    need = count - (ops.take(through, cut) - ops.take(per_row, cut))
-    row = ops.take(grid, cut, axis=0)
-    in_row = ops.logical_and(row, ops.cumsum(ops.cast(row, "int32")) <= need)
-    index = ops.expand_dims(ops.arange(rows, dtype="int32"), 1)
-    cut = ops.cast(cut, "int32")
-    kept = ops.where(
-        index < cut,
-        grid,
-        ops.logical_and(index == cut, ops.expand_dims(in_row, 0)),
-    )
-    return ops.reshape(kept, (-1,))[:size]
+    shape = tuple(int(d) for d in x.shape)
+    dtype = "float32" if math.prod(shape) <= 2**24 else "int32"
+    rank = count + 1  # 1-based rank of the first entry not kept
+    match = None  # entries whose indices so far equal the position's
+    before = None  # entries lexicographically before it so far
+    for axis in range(len(shape)):
+        index = _axis_index(shape, axis)
+        within = x if match is None else ops.logical_and(x, match)
+        others = tuple(a for a in range(len(shape)) if a != axis)
+        per = ops.cast(within, dtype)
+        if others:
+            per = ops.sum(per, axis=others)
+        per = ops.cast(per, "int32")  # True entries per index on `axis`
+        through = ops.cumsum(per)
+        cut = ops.cast(ops.argmax(through >= rank), "int32")
+        rank = rank - (ops.take(through, cut) - ops.take(per, cut))
+        below = index < cut
+        at = ops.equal(index, cut)
+        if match is None:
+            before, match = below, at
+        else:
+            before = ops.logical_or(before, ops.logical_and(match, below))
+            match = ops.logical_and(match, at)
+    return ops.logical_and(x, before)
 
 
 def select_largest(scores, candidates, ks):
@@ -145,13 +167,8 @@ def select_largest(scores, candidates, ks):
         return []
     ks = ops.cast(ks, "int32")
     keys = [
-        ops.reshape(
-            ops.where(
-                c,
-                order_keys(s),
-                ops.full(ops.shape(s), _INT32_MIN, dtype="int32"),
-            ),
-            (-1,),
+        ops.where(
+            c, order_keys(s), ops.full(ops.shape(s), _INT32_MIN, dtype="int32")
         )
         for s, c in zip(scores, candidates, strict=True)
     ]
@@ -165,17 +182,15 @@ def select_largest(scores, candidates, ks):
         t = thresholds[layer]
         k = ks[layer]
         taken = counts[layer]  # candidates >= t, counted by the search
-        flat_candidate = ops.reshape(candidate, (-1,))
-        at_least = ops.logical_and(key >= t, flat_candidate)
+        at_least = ops.logical_and(key >= t, candidate)
 
-        def break_ties(key=key, t=t, k=k, flat_candidate=flat_candidate):
-            above = ops.logical_and(key > t, flat_candidate)
-            tied = ops.logical_and(ops.equal(key, t), flat_candidate)
+        def break_ties(key=key, t=t, k=k, candidate=candidate):
+            above = ops.logical_and(key > t, candidate)
+            tied = ops.logical_and(ops.equal(key, t), candidate)
             places = k - count_true(above)
             return ops.logical_or(above, _first_true(tied, places))
 
-        chosen = ops.cond(taken > k, break_ties, lambda at=at_least: at)
-        selected.append(ops.reshape(chosen, ops.shape(candidate)))
+        selected.append(ops.cond(taken > k, break_ties, lambda at=at_least: at))
     return selected
 
 
@@ -194,6 +209,7 @@ def _select_largest_eager(keys, candidates, ks):
         if k <= 0:
             selected.append(ops.zeros_like(candidate))
             continue
+        key = ops.reshape(key, (-1,))
         size = int(key.shape[0])
         low = ops.subtract(2**32 - 1, ops.arange(size, dtype="int64"))
         unique = ops.add(ops.multiply(ops.cast(key, "int64"), 2**32), low)
