@@ -9,6 +9,8 @@ One small module per backend; everything else in keras_dst is
   attaching the trainer's live state inside `fit`.
 * `replica_sum(state, variable)`: the global value of a variable that each
   replica overwrites with its own share (the gradient probes).
+* `to_numpy(x)`: a host copy that also works on arrays spanning several
+  processes (JAX multi-process).
 
 `keras_internals` holds every use of a private Keras attribute (sub-layers,
 the Functional class, optimizer slots, the learning rate an optimizer
@@ -85,3 +87,34 @@ def replica_sum(state, variable):
     holds the global value.
     """
     return _module().replica_sum(state, variable)
+
+
+def to_numpy(x):
+    """A numpy copy of tensor or variable `x`, on every backend.
+
+    Under JAX multi-process training (`keras.distribution.initialize`) an
+    array spans devices of other processes, and `convert_to_numpy`
+    refuses it even when it is replicated. Here a replicated array (a
+    count, a step, a DataParallel mask) is read from this process's own
+    copy, with no communication; a sharded one (a ModelParallel mask) is
+    gathered from every process: a collective, so every process must
+    make the same call (the engine never does this while training).
+    """
+    if isinstance(x, keras.Variable):
+        x = x.value
+    return _module().to_numpy(x)
+
+
+def same_in_every_process(value):
+    """`value` (an int) as process 0 has it, in every process.
+
+    Under JAX multi-process training, one broadcast from process 0 (a
+    collective: every process must call it); elsewhere `value` itself.
+    """
+    return _module().same_in_every_process(value)
+
+
+def check_distribution():
+    """Raises if the active distribution is one keras_dst cannot train
+    under (TensorFlow multi-worker); nothing elsewhere."""
+    _module().check_distribution()

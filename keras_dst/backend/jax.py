@@ -1,6 +1,7 @@
 """JAX shims."""
 
 import jax
+import numpy as np
 
 # Whether `compile_function` traces (see `backend.traces_functions`).
 TRACES = True
@@ -37,3 +38,27 @@ def attach_state(model):
     sync = getattr(model, "jax_state_sync", None)
     if sync is not None:
         sync()
+
+
+def to_numpy(x):
+    """See `backend.to_numpy`."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_data(0))
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def same_in_every_process(value):
+    """See `backend.same_in_every_process`."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
+def check_distribution():
+    """Every distribution Keras offers on this backend is supported."""

@@ -2,6 +2,7 @@
 
 import functools
 
+import keras
 import torch
 
 # Whether `compile_function` traces (see `backend.traces_functions`).
@@ -34,3 +35,17 @@ def replica_sum(state, variable):
 def attach_state(model):
     """PyTorch variables always hold the live state."""
     del model
+
+
+def to_numpy(x):
+    """See `backend.to_numpy`: one process, so a plain copy."""
+    return keras.ops.convert_to_numpy(x)
+
+
+def same_in_every_process(value):
+    """One process (TF multi-worker is refused at build): `value`."""
+    return value
+
+
+def check_distribution():
+    """Every distribution Keras offers on this backend is supported."""

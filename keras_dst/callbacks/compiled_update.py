@@ -241,30 +241,3 @@ class _SharedUpdate:
                 count_true(ops.logical_and(layer.grown, survivors[i])),
             ]
         return UpdateResult(outputs, grown_out, ops.stack(report))
-
-
-class CompiledStats:
-    """Active and explored counts per layer (one compiled function for
-    all models; traced once per model structure).
-
-    Call with a list of `(mask, explored)` per layer; returns two int32
-    tensors (layers,): the active count and the size of the union of
-    masks (explored or mask).
-    """
-
-    _function = None
-
-    def __call__(self, layers):
-        if CompiledStats._function is None:
-            CompiledStats._function = compile_function(self._stats)
-        return CompiledStats._function(layers)
-
-    @staticmethod
-    def _stats(layers):
-        active, explored = [], []
-        for mask, union in layers:
-            mask = ops.cast(mask, "bool")
-            union = ops.logical_or(ops.cast(union, "bool"), mask)
-            active.append(count_true(mask))
-            explored.append(count_true(union))
-        return ops.stack(active), ops.stack(explored)

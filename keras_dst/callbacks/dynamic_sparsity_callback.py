@@ -1,11 +1,13 @@
 """`DynamicSparsityCallback`: sparse-to-sparse training inside `model.fit`."""
 
+import math
 import numbers
 
 from keras_dst.callbacks.sparse_updater import SparseUpdater
 from keras_dst.callbacks.step_schedule import StepScheduledCallback
 from keras_dst.convert.model_masks import initialize_masks
 from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.sparse_state import read_counts
 from keras_dst.masks.distributions import DISTRIBUTIONS
 from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.report.summary import summary
@@ -237,7 +239,10 @@ class DynamicSparsityCallback(StepScheduledCallback):
             origin = max(0, step - epoch * steps)
             end = origin + int(self.update_end * epochs * steps)
         self.updater.check(model)
-        if all(int(layer.get_mask().min()) == 1 for layer in layers):
+        active, _ = read_counts(layers)  # counts only: masks may be sharded
+        sizes = [math.prod(x.kernel_variable.shape) for x in layers]
+        self.seed = self.updater.agreed_seed()  # the same in every process
+        if active == sizes:  # every mask dense: draw the initial masks
             initialize_masks(
                 model,
                 self.sparsity_target,

@@ -42,9 +42,11 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from keras_dst.backend import check_distribution
 from keras_dst.backend import model_state
 from keras_dst.backend import replica_sum
-from keras_dst.callbacks.compiled_update import CompiledStats
+from keras_dst.backend import same_in_every_process
+from keras_dst.backend import to_numpy
 from keras_dst.callbacks.compiled_update import CompiledUpdate
 from keras_dst.callbacks.compiled_update import LayerInputs
 from keras_dst.callbacks.update_record import LayerOutcome
@@ -54,6 +56,7 @@ from keras_dst.criteria.registry import get_growth
 from keras_dst.criteria.registry import get_prune
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
+from keras_dst.layers.sparse_state import read_counts
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.blocks import block_size
 from keras_dst.optimizers.slots import base_optimizer
@@ -107,8 +110,10 @@ class SparseUpdater:
         momentum: EMA factor of the gradient probe for criteria registered
             with `gradient_momentum=True` (`"momentum"`).
         seed: `None` or an int. Random scores at step `t` for layer `i` are
-            a hash of `(seed, t, i)`: identical on every replica, on both
-            backends and after a resume.
+            a hash of `(seed, t, i)`: identical on every replica, on every
+            backend and after a resume. A seed drawn for `None` is made
+            the same in every process at `prepare` (JAX multi-process:
+            process 0's).
 
     Attributes:
         layers: the sparse layers (`None` until `prepare`).
@@ -136,6 +141,7 @@ class SparseUpdater:
         self.growth = growth
         self.momentum = check_unit_interval(momentum, "momentum")
         self.seed = check_seed(seed)
+        self._seed_agreed = seed is not None  # a drawn seed may differ
         self.layers = None
         self.paths = None
         self._model = None
@@ -145,9 +151,20 @@ class SparseUpdater:
         self._pending = []
         self._update_functions = {}  # growth criterion -> CompiledUpdate
         self._plan_key = None
-        self._stats_function = None
         self._grown = None  # device: entries the last update grew
         self._last_grown = None  # host: their counts, as updates collect
+
+    def agreed_seed(self):
+        """The seed, the same in every process.
+
+        A seed drawn for `seed=None` differs between processes; the first
+        call replaces it by process 0's (one broadcast under JAX
+        multi-process training, nothing elsewhere). Called by `prepare`.
+        """
+        if not self._seed_agreed:
+            self.seed = same_in_every_process(self.seed)
+            self._seed_agreed = True
+        return self.seed
 
     @property
     def needs_gradient(self):
@@ -161,8 +178,11 @@ class SparseUpdater:
 
         Checks that the model has built sparse layers and, for criteria
         that read the gradient, that every layer has its probe and that a
-        moving average of it is not asked for under loss scaling.
+        moving average of it is not asked for under loss scaling, and
+        that the active distribution is supported (not TensorFlow
+        multi-worker).
         """
+        check_distribution()
         layers = require_sparse_layers(model)
         optimizer = getattr(model, "optimizer", None)
         if self.needs_gradient:
@@ -207,6 +227,7 @@ class SparseUpdater:
         or their per-layer counts by other means than this updater.
         """
         layers = self.check(model)
+        self.agreed_seed()
         uses_momentum = self._uses_momentum
         optimizer = getattr(model, "optimizer", None)
         if self.needs_gradient:
@@ -237,7 +258,6 @@ class SparseUpdater:
         if self._model is not model or self.layers != layers:
             self._update_functions = {}
             self._plan_key = None
-            self._stats_function = CompiledStats()
             self._collect()  # pending updates of the previous model first
             self._grown = None
             self._last_grown = None
@@ -279,7 +299,7 @@ class SparseUpdater:
         scale = self._loss_scale(state, optimizer)
         if scale is not None:
             gradient = gradient / scale
-        return np.asarray(keras.ops.convert_to_numpy(gradient))
+        return np.asarray(to_numpy(gradient))
 
     @staticmethod
     def _loss_scale(state, optimizer):
@@ -527,7 +547,7 @@ class SparseUpdater:
                 self._last_grown = None
             else:
                 active, report = outcome
-                report = keras.ops.convert_to_numpy(report)
+                report = to_numpy(report)
                 if not report[0]:
                     outcomes.append(False)
                     self._last_grown = None  # a skipped update grows none
@@ -592,17 +612,7 @@ class SparseUpdater:
     # -- reporting ----------------------------------------------------------
 
     def _read_stats(self, model):
-        state = model_state(model)
-        active, explored = self._stats_function(
-            [
-                (state.read(x.kernel_mask), state.read(x.kernel_explored))
-                for x in self.layers
-            ]
-        )
-        return (
-            [int(a) for a in keras.ops.convert_to_numpy(active)],
-            [int(e) for e in keras.ops.convert_to_numpy(explored)],
-        )
+        return read_counts(self.layers, model_state(model))
 
     @property
     def records(self):

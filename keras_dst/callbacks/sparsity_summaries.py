@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 
+from keras_dst.backend import to_numpy
 from keras_dst.callbacks.layer_logs import layer_keys
 from keras_dst.report.sources import updater_of
 
@@ -143,9 +144,7 @@ class SparsitySummaries(keras.callbacks.Callback):
                                 f"{name}/{key}", float(value), step=step
                             )
             self._written = len(history)
-            step = int(
-                keras.ops.convert_to_numpy(self.model.optimizer.iterations)
-            )
+            step = int(to_numpy(self.model.optimizer.iterations))
             images = self.image_freq and (epoch + 1) % self.image_freq == 0
             histograms = (
                 self.histogram_freq and (epoch + 1) % self.histogram_freq == 0
@@ -157,7 +156,7 @@ class SparsitySummaries(keras.callbacks.Callback):
                 if images:
                     summary.image(f"mask/{key}", mask_image(mask), step=step)
                 if histograms:
-                    kernel = keras.ops.convert_to_numpy(layer.kernel_variable)
+                    kernel = to_numpy(layer.kernel_variable)
                     summary.histogram(
                         f"active_magnitude/{key}",
                         np.abs(kernel[mask != 0]),

@@ -7,6 +7,7 @@ grid step (prune and regrow, or prune to a schedule) is the subclass's.
 
 import keras
 
+from keras_dst.backend import to_numpy
 from keras_dst.callbacks.layer_logs import add_epoch_logs
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.sparse_layer import mark_probes_live
@@ -137,7 +138,7 @@ class StepScheduledCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # The state is synced at epoch boundaries: this read is free on JAX.
         iterations = self.model.optimizer.iterations
-        self._epoch_step = int(keras.ops.convert_to_numpy(iterations))
+        self._epoch_step = int(to_numpy(iterations))
         # Steps per `on_train_batch_begin` call (the next call's step is
         # at most this far ahead).
         self._chunk = max(

@@ -31,6 +31,8 @@ import numpy as np
 from keras import ops
 
 from keras_dst.backend import VariableState
+from keras_dst.backend import check_distribution
+from keras_dst.backend import to_numpy
 from keras_dst.backend.keras_internals import raw_weight
 from keras_dst.backend.keras_internals import store_raw_weight
 from keras_dst.layers.layouts import layouts_like
@@ -343,6 +345,7 @@ class SparseLayer(SparseOptions):
         mask (`sparsify` turning a built layer sparse passes False: the
         model-wide allocation sets the masks afterwards).
         """
+        check_distribution()  # TF multi-worker: a clear error, not a hang
         kernel = self.kernel_variable
         shape = tuple(kernel.shape)
         try:
@@ -446,12 +449,17 @@ class SparseLayer(SparseOptions):
         write_sparse_state(state, self, slots, values)
 
     def get_mask(self):
-        """Returns the mask as a numpy ``uint8`` array."""
-        return keras.ops.convert_to_numpy(self.kernel_mask.value)
+        """Returns the mask as a numpy ``uint8`` array.
+
+        Under JAX multi-process training a mask sharded over processes is
+        gathered from all of them: call it in every process.
+        """
+        return to_numpy(self.kernel_mask)
 
     def get_explored(self):
-        """The union of all masks so far, as a numpy ``uint8`` array."""
-        return keras.ops.convert_to_numpy(self.kernel_explored.value)
+        """The union of all masks so far, as a numpy ``uint8`` array (see
+        `get_mask` for multi-process training)."""
+        return to_numpy(self.kernel_explored)
 
     @property
     def sparse_state_variables(self):
@@ -513,7 +521,7 @@ class SparseLayer(SparseOptions):
 
 def _has_momentum(layer):
     """Whether the probe holds a moving average (one scalar read)."""
-    momentum = ops.convert_to_numpy(layer.kernel_gradient_momentum.value)
+    momentum = to_numpy(layer.kernel_gradient_momentum)
     return float(momentum) != 0.0
 
 

@@ -15,9 +15,15 @@ the same way everywhere:
   mask.
 """
 
+import functools
 from typing import NamedTuple
 
 from keras import ops
+
+from keras_dst.backend import VariableState
+from keras_dst.backend import compile_function
+from keras_dst.backend import to_numpy
+from keras_dst.criteria.selection import count_true
 
 
 class SparseState(NamedTuple):
@@ -75,3 +81,46 @@ def write_sparse_state(state, layer, slot_variables, values):
         state.write(variable, value)
     state.write(layer.kernel_explored, values.explored)
     state.write(layer.kernel_mask, values.mask)
+
+
+def _counts(pairs):
+    active, explored = [], []
+    for mask, union in pairs:
+        mask = ops.cast(mask, "bool")
+        union = ops.logical_or(ops.cast(union, "bool"), mask)
+        active.append(count_true(mask))
+        explored.append(count_true(union))
+    return ops.stack(active), ops.stack(explored)
+
+
+@functools.cache
+def _compiled_counts():
+    # One compiled function for every model (traced once per structure).
+    return compile_function(_counts)
+
+
+def read_counts(layers, state=None):
+    """`(active, explored)`: two lists of ints, one per sparse layer.
+
+    Active entries of each mask, and the size of the union of masks so
+    far (`kernel_explored` or the mask), counted in one device pass: only
+    the counts come to the host, never a mask (which may be sharded over
+    processes).
+
+    Args:
+        layers: sparse layers.
+        state: the accessor to read through (`keras_dst.backend
+            .model_state(model)` inside `fit` on JAX); plain variable reads
+            by default.
+    """
+    state = VariableState() if state is None else state
+    active, explored = _compiled_counts()(
+        [
+            (state.read(x.kernel_mask), state.read(x.kernel_explored))
+            for x in layers
+        ]
+    )
+    return (
+        [int(a) for a in to_numpy(active)],
+        [int(e) for e in to_numpy(explored)],
+    )

@@ -11,6 +11,7 @@ from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import layer_tree
 from keras_dst.layers.model_walk import sparse_layers
 from keras_dst.layers.sparse_layer import SparseLayer
+from keras_dst.layers.sparse_state import read_counts
 from keras_dst.layers.twins import SPARSE_TWINS
 from keras_dst.layers.twins import sparse_twin
 
@@ -67,15 +68,19 @@ def sparsity_report(model):
         barely compress.
     """
     rows = []
-    for layer in sparse_layers(model):
-        mask = layer.get_mask()
-        size, active = int(mask.size), int(np.count_nonzero(mask))
+    layers = sparse_layers(model)
+    # Counted on the device: no mask comes to the host (it may be sharded
+    # over processes).
+    counts = read_counts(layers)[0] if layers else []
+    for layer, active in zip(layers, counts, strict=True):
+        shape = tuple(int(d) for d in layer.kernel_variable.shape)
+        size = math.prod(shape)
         rows.append(
             {
                 "name": layer.name,
                 "path": layer_path(layer),
                 "class": type(layer).__name__,
-                "shape": tuple(int(d) for d in mask.shape),
+                "shape": shape,
                 "size": size,
                 "active": active,
                 "density": active / size if size else 1.0,
