@@ -118,3 +118,9 @@ def check_distribution():
     """Raises if the active distribution is one keras_dst cannot train
     under (TensorFlow multi-worker); nothing elsewhere."""
     _module().check_distribution()
+
+
+def compiled_cost(function, args):
+    """Collectives and per-device memory of compiled `function` for `args`
+    (see `SparseUpdater.update_cost`); JAX only."""
+    return _module().compiled_cost(function, args)

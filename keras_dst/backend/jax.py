@@ -1,5 +1,7 @@
 """JAX shims."""
 
+import re
+
 import jax
 import numpy as np
 
@@ -62,3 +64,30 @@ def same_in_every_process(value):
 
 def check_distribution():
     """Every distribution Keras offers on this backend is supported."""
+
+
+_GATHER = re.compile(r"= (\w+)\[([\d,]*)\][^=]*? all-gather(?:-start)?\(")
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2}
+
+
+def compiled_cost(function, args):
+    """See `backend.compiled_cost`: read from the compiled HLO text and
+    XLA's memory analysis (served from jit's cache if already compiled)."""
+    compiled = function.lower(*args).compile()
+    text = compiled.as_text()
+    gathered = [0]
+    for dtype, dims in _GATHER.findall(text):
+        size = 1
+        for d in filter(None, dims.split(",")):
+            size *= int(d)
+        gathered.append(size * _BYTES.get(dtype, 4))
+    memory = compiled.memory_analysis()
+    return {
+        "all_gathers": len(gathered) - 1,
+        "gathered_bytes": sum(gathered),
+        "largest_gather_bytes": max(gathered),
+        "all_reduces": len(re.findall(r" all-reduce(?:-start)?\(", text)),
+        "temp_bytes": int(memory.temp_size_in_bytes),
+        "argument_bytes": int(memory.argument_size_in_bytes),
+        "output_bytes": int(memory.output_size_in_bytes),
+    }

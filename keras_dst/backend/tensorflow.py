@@ -93,3 +93,13 @@ def check_distribution():
         "machines'), or on one machine's devices with "
         "`tf.distribute.MirroredStrategy`."
     )
+
+
+def compiled_cost(function, args):
+    """JAX only (see `backend.compiled_cost`)."""
+    del function, args
+    raise NotImplementedError(
+        "`update_cost` reads the compiled XLA module of the JAX update; "
+        "on TensorFlow keras_dst cannot read one. Run with "
+        "KERAS_BACKEND=jax to cost the update."
+    )

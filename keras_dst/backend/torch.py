@@ -49,3 +49,13 @@ def same_in_every_process(value):
 
 def check_distribution():
     """Every distribution Keras offers on this backend is supported."""
+
+
+def compiled_cost(function, args):
+    """JAX only (see `backend.compiled_cost`)."""
+    del function, args
+    raise NotImplementedError(
+        "`update_cost` reads the compiled XLA module of the JAX update; "
+        "on PyTorch keras_dst cannot read one. Run with "
+        "KERAS_BACKEND=jax to cost the update."
+    )

@@ -37,6 +37,7 @@ from typing import NamedTuple
 from keras import ops
 
 from keras_dst.backend import compile_function
+from keras_dst.backend import compiled_cost
 from keras_dst.backend import traces_functions
 from keras_dst.criteria.hashing import layer_key
 from keras_dst.criteria.hashing import mix32
@@ -136,6 +137,11 @@ class CompiledUpdate:
 
     def __call__(self, *args):
         return self._shared.call(self, *args)
+
+    def cost(self, *args):
+        """The compiled function's collectives and memory for `args`
+        (`keras_dst.backend.compiled_cost`; JAX only)."""
+        return compiled_cost(self._shared._function, args)
 
 
 class _SharedUpdate:

@@ -372,6 +372,10 @@ class SparseUpdater:
             of non-finite weights or gradients (a warning says which step;
             the model is left exactly as it was); None if `wait=False`.
         """
+        request, criterion = self._update_request(step, drop_fraction, growth)
+        return self._run(model, optimizer, request, wait, criterion)
+
+    def _update_request(self, step, drop_fraction, growth):
         self._check_prepared()
         if isinstance(drop_fraction, bool) or not 0.0 <= drop_fraction <= 1.0:
             raise ValueError(
@@ -396,7 +400,39 @@ class SparseUpdater:
             pruned=counts,
             grown=counts,
         )
-        return self._run(model, optimizer, request, wait, criterion)
+        return request, criterion
+
+    def update_cost(self, drop_fraction=0.3, optimizer=None, growth=None):
+        """What the compiled update costs the device, without running it.
+
+        Reads XLA's compiled update for the current model and layout (the
+        one `update` runs; compiled now if no update ran yet): how many
+        collectives it holds and how much memory it needs per device. For
+        checking an update under `keras.distribution` (e.g. that a
+        ModelParallel layer is never gathered whole) and for benchmarks.
+
+        Args:
+            drop_fraction: the drop fraction of the update to cost.
+            optimizer: see `update`.
+            growth: see `update`.
+
+        Returns:
+            dict: `all_gathers` (count), `gathered_bytes` (the bytes
+            all-gathers produce, summed), `largest_gather_bytes`,
+            `all_reduces` (count), and per device `temp_bytes`,
+            `argument_bytes`, `output_bytes`.
+
+        Raises:
+            NotImplementedError: on TensorFlow and PyTorch (JAX only: the
+            costs are read from the compiled XLA module `jax.jit` gives).
+        """
+        request, criterion = self._update_request(0, drop_fraction, growth)
+        if optimizer is None:
+            optimizer = getattr(self._model, "optimizer", None)
+        function, _, _, arguments = self._arguments(
+            optimizer, request, criterion
+        )
+        return function.cost(*arguments)
 
     def prune_to(self, model, targets, step=0, optimizer=None, wait=True):
         """Prunes each layer by the prune criterion down to a count.
@@ -446,7 +482,7 @@ class SparseUpdater:
         return self._run(model, optimizer, request, wait, self._growth)
 
     def _run(self, model, optimizer, request, wait, growth):
-        step, prune, grow = request.step, request.pruned, request.grown
+        prune, grow = request.pruned, request.grown
         if model is not self._model:
             raise ValueError(
                 "`model` is not the model this updater was prepared with: "
@@ -461,9 +497,31 @@ class SparseUpdater:
             self._grown = None  # this update grew nothing
             self._pending.append((request, None))
             return self._collect()[-1] if wait else None
+        function, slots, state, arguments = self._arguments(
+            optimizer, request, growth
+        )
+        result = function(*arguments)
+        self._grown, report = result.grown, result.report
+        # Everything computed: now write (a skipped update writes back the
+        # values it was given).
+        for layer, layer_slots, values in zip(
+            self.layers, slots, result.layers, strict=True
+        ):
+            write_sparse_state(state, layer, layer_slots, values)
+        # The counts the next update starts from; re-read from the masks
+        # if this update turns out to have been skipped.
+        self._counts = new_counts
+        self._pending.append((request, (new_counts, report)))
+        if wait:
+            return self._collect()[-1]
+        return None
+
+    def _arguments(self, optimizer, request, growth):
+        """The compiled update for `growth`, the slot variables, the state
+        accessor and the update's arguments for `request`."""
         function, slots = self._plan(optimizer, growth)
         needs_gradient = self._prune.needs_gradient or growth.needs_gradient
-        state = model_state(model)
+        state = model_state(self._model)
         ops = keras.ops
         if self._grown is None:
             # Shaped and laid out like the masks (`zeros_like` keeps a
@@ -490,37 +548,24 @@ class SparseUpdater:
             )
         ]
         sizes = self._block_sizes()  # the function counts in blocks
-        result = function(
-            layers,
-            ops.convert_to_tensor(
+
+        def in_blocks(counts):
+            return ops.convert_to_tensor(
                 np.asarray(
-                    [k // b for k, b in zip(prune, sizes, strict=True)],
+                    [k // b for k, b in zip(counts, sizes, strict=True)],
                     np.int32,
                 )
-            ),
-            ops.convert_to_tensor(
-                np.asarray(
-                    [k // b for k, b in zip(grow, sizes, strict=True)], np.int32
-                )
-            ),
-            ops.convert_to_tensor(np.int32(step)),
+            )
+
+        arguments = (
+            layers,
+            in_blocks(request.pruned),
+            in_blocks(request.grown),
+            ops.convert_to_tensor(np.int32(request.step)),
             ops.convert_to_tensor(np.uint32(self.seed)),
             self._loss_scale(state, optimizer),
         )
-        self._grown, report = result.grown, result.report
-        # Everything computed: now write (a skipped update writes back the
-        # values it was given).
-        for layer, layer_slots, values in zip(
-            self.layers, slots, result.layers, strict=True
-        ):
-            write_sparse_state(state, layer, layer_slots, values)
-        # The counts the next update starts from; re-read from the masks
-        # if this update turns out to have been skipped.
-        self._counts = new_counts
-        self._pending.append((request, (new_counts, report)))
-        if wait:
-            return self._collect()[-1]
-        return None
+        return function, slots, state, arguments
 
     def _collect(self):
         """Reads the outcome of pending updates; warns for skipped ones.

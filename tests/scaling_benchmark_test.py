@@ -1,0 +1,89 @@
+"""`benchmarks/scaling.py --quick` runs (JAX) and `update_cost` says what
+it can on every backend.
+
+On JAX the quick run (1 and 2 virtual devices, a small MLP) must show
+what the README promises: under ModelParallel masks sharded like their
+kernels, no all-gather larger than one axis's vector (a layer is never
+gathered whole), less update memory per device than replicated, and the
+update compiled once. TensorFlow and PyTorch cannot cost the update and
+must say so.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+from absl.testing import absltest
+
+import keras_dst
+from tests.test_case import TestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ScalingBenchmarkTest(TestCase):
+    def test_update_cost(self):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((8,)), keras_dst.layers.SparseDense(4, sparsity=0.5)]
+        )
+        model.compile("sgd", "mse")
+        updater = keras_dst.SparseUpdater(seed=0).prepare(model)
+        if self.backend != "jax":
+            with self.assertRaisesRegex(
+                NotImplementedError, "KERAS_BACKEND=jax"
+            ):
+                updater.update_cost()
+            return
+        cost = updater.update_cost(0.5)
+        self.assertEqual(cost["all_gathers"], 0)  # one device
+        self.assertEqual(cost["gathered_bytes"], 0)
+        self.assertGreater(cost["temp_bytes"] + cost["output_bytes"], 0)
+        # Costing does not update: the mask is as it was.
+        before = model.layers[0].get_mask()
+        updater.update_cost(0.5)
+        np.testing.assert_array_equal(model.layers[0].get_mask(), before)
+
+    def test_quick_run(self):
+        if self.backend != "jax":
+            return  # keras.distribution layouts: JAX (test_update_cost)
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [
+                sys.executable,
+                os.path.join(ROOT, "benchmarks", "scaling.py"),
+                "--quick",
+                f"--output_dir={out}",
+            ]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+            env.pop("XLA_FLAGS", None)
+            done = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True
+            )
+            self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+            with open(os.path.join(out, "scaling.json")) as f:
+                report = json.load(f)
+            self.assertTrue(os.path.exists(os.path.join(out, "scaling.md")))
+        runs = {(r["layout"], r["devices"]): r for r in report["runs"]}
+        self.assertEqual(
+            set(runs), {(a, d) for a in ("data", "model") for d in (1, 2)}
+        )
+        width = report["config"]["width"]
+        for run in runs.values():
+            self.assertEqual(run["update_traces"], 1)
+            self.assertEqual(run["active"], runs[("data", 1)]["active"])
+        sharded = runs[("model", 2)]
+        self.assertEqual(sharded["mask_specs"], ["P(None, 'model')"])
+        # Only vectors of one axis (int32) are gathered, never a layer.
+        self.assertLessEqual(sharded["cost"]["largest_gather_bytes"], 4 * width)
+        self.assertLess(
+            sharded["cost"]["temp_bytes"],
+            runs[("data", 2)]["cost"]["temp_bytes"],
+        )
+
+
+if __name__ == "__main__":
+    absltest.main()
