@@ -1,8 +1,8 @@
 """Applying an allocation to every sparse layer of a model."""
 
-import keras
 import numpy as np
 
+from keras_dst.backend import to_numpy
 from keras_dst.layers.model_walk import layer_path
 from keras_dst.layers.model_walk import require_sparse_layers
 from keras_dst.layers.model_walk import resolve_layer_map
@@ -102,7 +102,9 @@ def initialize_masks(
                 shape, s, seed + index, block
             )
         else:
-            weights = keras.ops.convert_to_numpy(layer.kernel_variable.value)
+            # Set-up, not training: a kernel sharded over processes is
+            # gathered (every process draws here, at the same point).
+            weights = to_numpy(layer.kernel_variable)
             masks[layer_path(layer)] = magnitude_mask(weights, s, block)
     scales = {
         path: sparse_init_scale(mask)
