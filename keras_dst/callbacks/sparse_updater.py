@@ -127,9 +127,10 @@ class SparseUpdater:
         records: one `keras_dst.UpdateRecord` per applied update (typed,
             documented field by field).
         history: the same records as plain dicts (`UpdateRecord.as_dict`).
-        traces: how many times the compiled update was traced (1 for a
-            model whose structure does not change; 0 on PyTorch, where
-            the update runs eagerly and nothing is traced).
+        traces: how many times this updater's compiled update was traced
+            (1 for a model whose structure does not change: each updater
+            compiles its own; 0 on PyTorch, where the update runs eagerly
+            and nothing is traced).
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class SparseUpdater:
         self._records = []
         self._pending = []
         self._update_functions = {}  # growth criterion -> CompiledUpdate
+        self._retired_traces = 0  # traces of functions of earlier models
         self._plan_key = None
         self._grown = None  # device: entries the last update grew
         self._last_grown = None  # host: their counts, as updates collect
@@ -256,6 +258,7 @@ class SparseUpdater:
                     ),
                 )
         if self._model is not model or self.layers != layers:
+            self._retired_traces = self.traces
             self._update_functions = {}
             self._plan_key = None
             self._collect()  # pending updates of the previous model first
@@ -714,5 +717,7 @@ class SparseUpdater:
 
     @property
     def traces(self):
-        """Traces of the compiled update so far (not of the train step)."""
-        return sum(f.traces for f in self._update_functions.values())
+        """Traces of this updater's compiled updates so far (not of the
+        train step): 1 per model structure and growth criterion."""
+        functions = self._update_functions.values()
+        return self._retired_traces + sum(f.traces for f in functions)
