@@ -283,6 +283,8 @@ def select_global(keys, budget, costs=None, prefer=None):
     """
     costs = [1] * len(keys) if costs is None else [int(c) for c in costs]
     budget = ops.cast(budget, "int32")
+    if not traces_functions() and prefer is None and set(costs) == {1}:
+        return _select_global_eager(keys, budget)
     threshold = _global_threshold(keys, costs, budget)
     chosen = [key > threshold for key in keys]
     left = budget - sum(
@@ -317,6 +319,40 @@ def select_global(keys, budget, costs=None, prefer=None):
     if len(set(costs)) > 1:  # less than the largest cost is left
         chosen, left = _fill_greedily(keys, chosen, left, costs, prefer)
     return chosen
+
+
+def _select_global_eager(keys, budget):
+    """`select_global` for eager backends (PyTorch), equal costs, no
+    `prefer`: one `top_k` over all layers.
+
+    As `_select_largest_eager`, on the int64 key `key * 2^32 + (2^32 - 1 -
+    index)`, the index running over the layers in order: unique, and
+    ordered like (key, then layer order and lowest index first). Eagerly,
+    the 32 counting passes of the radix search are 32 x layers ops of
+    their own (about 20x slower on a CPU); PyTorch has no sharded
+    kernels to keep whole, so the flat view costs nothing but one int64
+    copy of the keys.
+    """
+    budget = int(ops.convert_to_numpy(budget))
+    sizes = [math.prod(key.shape) for key in keys]
+    if sum(sizes) >= 2**32:
+        raise ValueError("select_global: more than 2^32 entries in all.")
+    unique, start = [], 0
+    for key, size in zip(keys, sizes, strict=True):
+        index = ops.arange(start, start + size, dtype="int64")
+        low = ops.subtract(2**32 - 1, index)
+        high = ops.multiply(ops.cast(ops.reshape(key, (-1,)), "int64"), 2**32)
+        unique.append(ops.add(high, low))
+        start += size
+    budget = min(budget, start)
+    if budget <= 0:
+        return [ops.zeros(ops.shape(key), "bool") for key in keys]
+    values, _ = ops.top_k(ops.concatenate(unique), budget, sorted=False)
+    cut = ops.min(values)
+    return [
+        ops.reshape(ops.greater_equal(u, cut), ops.shape(key))
+        for u, key in zip(unique, keys, strict=True)
+    ]
 
 
 def _fill_greedily(keys, chosen, left, costs, prefer):
