@@ -268,7 +268,9 @@ def select_global(keys, budget, costs=None, prefer=None):
     works axis by axis: no kernel is flattened or gathered. When costs
     differ, the few entries the greedy rule still takes after the first
     one that did not fit (fewer than the largest cost) are found one at
-    a time, each with a few reductions.
+    a time, each with a few reductions. Eagerly (PyTorch), with equal
+    costs and no `prefer`, one `top_k` instead (`_select_global_eager`).
+    Counts are int32: at most 2^31 - 1 entries (weighted by cost) in all.
 
     Args:
         keys: list of int32 tensors (any shapes), from `order_keys`
@@ -282,6 +284,14 @@ def select_global(keys, budget, costs=None, prefer=None):
         list of bool tensors of the keys' shapes.
     """
     costs = [1] * len(keys) if costs is None else [int(c) for c in costs]
+    total = sum(
+        math.prod(key.shape) * cost
+        for key, cost in zip(keys, costs, strict=True)
+    )
+    if total >= 2**31:
+        raise ValueError(
+            f"select_global counts in int32: {total} entries is too many."
+        )
     budget = ops.cast(budget, "int32")
     if not traces_functions() and prefer is None and set(costs) == {1}:
         return _select_global_eager(keys, budget)
@@ -335,8 +345,6 @@ def _select_global_eager(keys, budget):
     """
     budget = int(ops.convert_to_numpy(budget))
     sizes = [math.prod(key.shape) for key in keys]
-    if sum(sizes) >= 2**32:
-        raise ValueError("select_global: more than 2^32 entries in all.")
     unique, start = [], 0
     for key, size in zip(keys, sizes, strict=True):
         index = ops.arange(start, start + size, dtype="int64")
