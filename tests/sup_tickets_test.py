@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -596,6 +597,218 @@ class GlobalReprunePreferenceTest(TestCase):
         self.assertLess(sup.superposed["union_density"], density - 0.01)
         self.assertEqual(sup.itop_rate, sup.tickets[-1]["itop_rate"])
         self.assertModelExactSparsity(model)
+
+
+class DeviceSuperpositionTest(TestCase):
+    """The device averager SupTickets runs, against numpy references."""
+
+    def prune(self, kernels, budget, prefer=None, block_shapes=None):
+        averager = keras_dst.SupTickets(keras_dst.SET(0.9)).averager
+        masks, union = averager.prune_masks(
+            kernels, budget, prefer=prefer, block_shapes=block_shapes
+        )
+        return [self.to_numpy(m) for m in masks], int(self.to_numpy(union))
+
+    @staticmethod
+    def reference(kernels, budget, prefer=None):
+        """The rule, written out: non-zeros by |w|; then zeros, those
+        of `prefer` first; ties by layer order, then flat index."""
+        ranked = []
+        for layer, kernel in enumerate(kernels):
+            flat = np.abs(kernel).ravel()
+            chosen = np.zeros(flat.size, bool)
+            if prefer is not None:
+                chosen = np.asarray(prefer[layer], bool).ravel()
+            for i, w in enumerate(flat):
+                tie = 0 if w != 0 else int(not chosen[i])
+                ranked.append((-w, tie, layer, i))
+        keep = [np.zeros(k.size, bool) for k in kernels]
+        for _, _, layer, i in sorted(ranked)[:budget]:
+            keep[layer][i] = True
+        return [m.reshape(k.shape) for m, k in zip(keep, kernels, strict=True)]
+
+    def test_reprune_matches_numpy_with_ties(self):
+        # Ties at non-zero magnitudes across layers (1.0 and 2.0), and
+        # zeros that the current masks (`prefer`) must win, in every
+        # layer: every budget from 0 to all entries.
+        kernels = [
+            np.array([[0.0, 2.0, -1.0], [1.0, 0.0, 0.0]], "float32"),
+            np.array([0.0, -1.0, 2.0, 0.0, -0.0], "float32"),
+            np.array([[[0.0, 1.0], [0.0, 3.0]]], "float32"),
+        ]
+        prefer = [
+            np.array([[False, True, False], [False, True, False]]),
+            np.array([True, False, False, False, True]),
+            np.array([[[False, False], [True, False]]]),
+        ]
+        total = sum(k.size for k in kernels)
+        for budget in range(total + 1):
+            for chosen in (prefer, None):
+                want = self.reference(kernels, budget, chosen)
+                host = keras_dst.superposition.global_magnitude_masks(
+                    kernels, budget, prefer=chosen
+                )
+                got, union = self.prune(kernels, budget, chosen)
+                self.assertEqual(union, 7)
+                for w, h, g in zip(want, host, got, strict=True):
+                    msg = f"budget={budget}, prefer={chosen is not None}"
+                    np.testing.assert_array_equal(w, h, msg)
+                    np.testing.assert_array_equal(g, w, msg)
+
+    def test_reprune_matches_numpy_on_random_ties(self):
+        # Small integers: many ties, and block means computed exactly.
+        rng = np.random.default_rng(0)
+        shapes = [(8, 4), (4, 6), (4, 4)]
+        for trial in range(12):
+            blocks = [(4, 1), None, (2, 2)] if trial % 2 else None
+            kernels = [
+                (rng.integers(-3, 4, s) * (rng.random(s) < 0.5)).astype(
+                    "float32"
+                )
+                for s in shapes
+            ]
+            prefer = [rng.random(s) < 0.4 for s in shapes]
+            if blocks:  # current masks are whole blocks
+                prefer = [
+                    p if b is None else np.repeat(p[::4], 4, axis=0)
+                    for p, b in zip(prefer, blocks, strict=True)
+                ]
+                prefer[2] = np.kron(rng.random((2, 2)) < 0.4, np.ones((2, 2)))
+                prefer[2] = prefer[2].astype(bool)
+            budget = int(rng.integers(0, sum(k.size for k in kernels) + 1))
+            want = keras_dst.superposition.global_magnitude_masks(
+                kernels, budget, prefer=prefer, block_shapes=blocks
+            )
+            got, _ = self.prune(kernels, budget, prefer, blocks)
+            for w, g in zip(want, got, strict=True):
+                np.testing.assert_array_equal(g, w, f"trial {trial}")
+            if blocks is None:
+                for w, r in zip(
+                    want, self.reference(kernels, budget, prefer), strict=True
+                ):
+                    np.testing.assert_array_equal(r, w, f"trial {trial}")
+
+    def test_block_reprune_skips_blocks_that_do_not_fit(self):
+        # As `global_magnitude_masks`: blocks 9, 8, 7 (12 weights), then
+        # the entries 6..2 (5); a block of 1.0 no longer fits in the 3
+        # left: the three 0.1 entries do.
+        means = np.array([[9.0, 8.0, 1.0, 1.0], [7.0, 0.5, 0.5, 0.5]])
+        blocks = np.repeat(means, 4, axis=0).astype("float32")
+        entries = np.array(
+            [[6.0, 5.0], [4.0, 3.0], [2.0, 0.1], [0.1, 0.1]], "float32"
+        )
+        got, _ = self.prune([-blocks, entries], 20, None, [(4, 1), None])
+        want = np.repeat(np.array([[1, 1, 0, 0], [1, 0, 0, 0]]), 4, axis=0)
+        np.testing.assert_array_equal(got[0], want.astype(bool))
+        np.testing.assert_array_equal(got[1], np.ones((4, 2), bool))
+
+    def test_fit_matches_the_host_averager(self):
+        # Dead ReLU units leave active weights at exactly 0, so the
+        # re-prune fills the budget with zeros: the current masks' must
+        # win. The tickets, replayed through the host `TicketAverager`,
+        # give the same masks, kernels and counts.
+        keras.utils.set_random_seed(0)
+        x = np.random.rand(512, 20).astype("float32")
+        y = np.random.randint(0, 3, 512)
+        model = keras.Sequential(
+            [
+                keras.Input((20,)),
+                keras_dst.layers.SparseDense(
+                    64,
+                    activation="relu",
+                    bias_initializer=keras.initializers.Constant(-5.0),
+                ),
+                keras_dst.layers.SparseDense(3),
+            ]
+        )
+        model.compile(
+            keras.optimizers.SGD(0.05),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        sup = keras_dst.SupTickets(
+            keras_dst.SET(0.9, update_interval=4, seed=0),
+            num_tickets=3,
+            cyclic_epochs=3,
+        )
+        recorder = WeightRecorder([24, 32, 40])  # 8 steps per epoch
+        model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=6,
+            verbose=0,
+            callbacks=[recorder, sup],
+        )
+        snaps = [recorder.snapshots[s] for s in (24, 32, 40, "end")]
+        index = {id(v): i for i, v in enumerate(model.weights)}
+        layers = keras_dst.sparse_layers(model)
+        kernels = [index[id(x.kernel_variable)] for x in layers]
+        masks_at = [index[id(x.kernel_mask)] for x in layers]
+        host = keras_dst.superposition.TicketAverager("caa", "every_cycle")
+        for snap in snaps:
+            host.add(snap, kernels, [snap[i] for i in masks_at])
+        masks, union, budget = host.budget_masks(
+            kernels, [snaps[-1][i] for i in masks_at]
+        )
+        self.assertLess(union, budget)  # the zero fill ran
+        for layer, mask, i in zip(layers, masks, kernels, strict=True):
+            np.testing.assert_array_equal(layer.get_mask().astype(bool), mask)
+            np.testing.assert_allclose(
+                self.to_numpy(layer.kernel_variable),
+                np.where(mask, host.average[i], 0.0),
+                rtol=1e-6,
+                atol=1e-7,
+            )
+        self.assertEqual(sup.superposed["active"], budget)
+        total = sum(int(np.prod(x.kernel_variable.shape)) for x in layers)
+        self.assertAlmostEqual(sup.superposed["union_density"], union / total)
+        self.assertModelExactSparsity(model)
+
+    @parameterized.named_parameters(
+        ("every_cycle", "every_cycle"), ("end", "end")
+    )
+    def test_no_whole_array_comes_to_the_host(self, reprune):
+        # Every `keras.ops.convert_to_numpy` of the tickets, re-prunes and
+        # the superposition (epochs 3 to 5) is recorded: only counts come
+        # back, never an array shaped like a weight (the host averager
+        # read every weight and mask per ticket). The base method's one
+        # check of the masks when its first epoch begins is no part of
+        # Sup-tickets: recording starts after that epoch.
+        shapes, recording = [], [False]
+        convert = keras.ops.convert_to_numpy
+
+        def recorded(x):
+            value = convert(x)
+            if recording[0]:
+                shapes.append(np.shape(value))
+            return value
+
+        class Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                recording[0] = True
+
+        model = mlp()
+        weights = {tuple(v.shape) for v in model.weights if len(v.shape)}
+        x, y = self.classification_data(n=N, features=12, classes=3)
+        sup = keras_dst.SupTickets(
+            keras_dst.SET(0.8, update_interval=4, seed=0),
+            num_tickets=3,
+            cyclic_epochs=3,
+            reprune=reprune,
+        )
+        with mock.patch.object(keras.ops, "convert_to_numpy", recorded):
+            model.fit(
+                x,
+                y,
+                batch_size=BATCH,
+                epochs=EPOCHS,
+                verbose=0,
+                callbacks=[sup, Record()],
+            )
+        self.assertIsNotNone(sup.superposed)
+        self.assertNotEmpty(shapes)
+        self.assertEmpty([s for s in shapes if s in weights], shapes)
+        self.assertLessEqual(max(int(np.prod(s)) for s in shapes), 8)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """`SupTickets`: superpose the tickets of a cyclic phase into one network.
 
 A thin callback: the phases come from `superposition.plan_cycles`, the
-averaging and re-prune from `superposition.TicketAverager`, the backups
+averaging and re-prune from `DeviceTicketAverager` (on the device; the
+host reference is `superposition.TicketAverager`), the backups
 from `superposition.backup`, BatchNorm from `recalibrate_batchnorm`, the
 rate from `schedules.CyclicLearningRate`; the base DST callback runs
 inside it and is steered through its public methods.
 """
 
+import math
+
 import keras
-import numpy as np
 
 from keras_dst.backend.keras_internals import optimizer_learning_rate
 from keras_dst.backend.keras_internals import override_learning_rate
@@ -28,9 +30,9 @@ from keras_dst.superposition.backup import load_average
 from keras_dst.superposition.backup import save_average
 from keras_dst.superposition.batchnorm import batchnorm_layers
 from keras_dst.superposition.batchnorm import recalibrate_batchnorm
+from keras_dst.superposition.device_tickets import DeviceTicketAverager
 from keras_dst.superposition.phases import check_cycle_arguments
 from keras_dst.superposition.phases import plan_cycles
-from keras_dst.superposition.tickets import TicketAverager
 from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import check_fraction
 
@@ -90,12 +92,19 @@ class SupTickets(keras.callbacks.Callback):
     place. The takeover costs one retrace of the train step per `fit`.
     `learning_rate_schedule` holds the schedule in use.
 
+    The averaging and re-prune run on the device, each compiled once per
+    model structure: the running average is held in device tensors (not
+    in the model, nor in a saved file), and no weight or mask is copied
+    to the host during training, only the union size and the budget at
+    the end (and the average when `backup_dir` is given).
+
     The pieces are public, for a custom loop or a study:
     `keras_dst.superposition.plan_cycles` (where the cycles fall),
-    `TicketAverager` (averaging and re-prune), `recalibrate_batchnorm`,
-    and `keras_dst.schedules.CyclicLearningRate`. This callback composes
-    them with the base callback's public methods (`step_at`,
-    `override_schedule`, its updater).
+    `TicketAverager` (averaging and re-prune on host arrays: the
+    reference of what the callback computes on the device),
+    `recalibrate_batchnorm`, and `keras_dst.schedules.CyclicLearningRate`.
+    This callback composes them with the base callback's public methods
+    (`step_at`, `override_schedule`, its updater).
 
     Args:
         base: a `DynamicSparsityCallback` (`keras_dst.SET(...)`, `RigL`,
@@ -147,6 +156,9 @@ class SupTickets(keras.callbacks.Callback):
         tickets: one dict per ticket (step, sparsity, itop_rate).
         superposed: summary of the superposed network (sparsity, active
             count, union density before the re-prune), after training.
+        averager: the device averager (`average`: the running average
+            as device tensors; `count`; `prune_masks`: the global
+            re-prune of given kernels, as `global_magnitude_masks`).
 
     Example:
 
@@ -211,7 +223,7 @@ class SupTickets(keras.callbacks.Callback):
         )
         self.reexplore_growth = reexplore_growth
         self.base_updates = base_updates
-        self.averager = TicketAverager(superposition, reprune)
+        self.averager = DeviceTicketAverager(superposition, reprune)
         self.superposition = superposition
         self.reprune = reprune
         self.recalibration_data = recalibration_data
@@ -317,7 +329,7 @@ class SupTickets(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.base.on_epoch_end(epoch, logs)
-        if epoch + 1 != self.params["epochs"] or self.averager.average is None:
+        if epoch + 1 != self.params["epochs"] or not self.averager.started:
             return
         self._add_ticket(self.base.step_at(self.params["steps"]))  # the last
         self._finished = True
@@ -384,14 +396,12 @@ class SupTickets(keras.callbacks.Callback):
         )
 
     def _add_ticket(self, step):
+        # On the device: nothing but the ticket's counts comes to the host
+        # (and the average, for a backup).
         model = self.model
-        first = self.averager.average is None
-        # Host copies: JAX donates buffers (see the Keras notes).
-        weights = [
-            np.array(keras.ops.convert_to_numpy(v.value)) for v in model.weights
-        ]
-        kernels, masks = self._kernels(model)
-        self.averager.add(weights, kernels, masks, self._block_shapes())
+        layers = self.base.updater.layers
+        first = not self.averager.started
+        self.averager.add(model, layers)
         if not first:
             counts = self.base.updater.layer_counts()  # one read
             self.tickets.append(
@@ -405,21 +415,10 @@ class SupTickets(keras.callbacks.Callback):
             save_average(
                 self.backup_dir,
                 len(self.tickets),
-                self.averager.average,
+                self.averager.host_average(model, layers),
                 self.tickets,
                 step,
             )
-
-    def _block_shapes(self):
-        return [layer.block_shape for layer in self.base.updater.layers]
-
-    def _kernels(self, model):
-        """The sparse kernels' indices in `model.weights`, and their
-        current masks."""
-        index = {id(v): i for i, v in enumerate(model.weights)}
-        layers = self.base.updater.layers
-        kernels = [index[id(layer.kernel_variable)] for layer in layers]
-        return kernels, [layer.get_mask() for layer in layers]
 
     def _check_reexplore_growth(self, model):
         if self.reexplore_growth == "base":
@@ -475,23 +474,8 @@ class SupTickets(keras.callbacks.Callback):
     # -- superposition ------------------------------------------------------
 
     def _superpose(self, model):
-        kernels, current = self._kernels(model)
-        masks, union, budget = self.averager.budget_masks(
-            kernels, current, self._block_shapes()
-        )
         layers = self.base.updater.layers
-        skip = {
-            id(variable)
-            for layer in layers
-            for variable in layer.sparse_state_variables
-        }
-        for variable, value in zip(
-            model.weights, self.averager.average, strict=True
-        ):
-            if id(variable) not in skip:
-                variable.assign(value.astype(variable.dtype))
-        for layer, mask in zip(layers, masks, strict=True):
-            layer.set_mask(mask.astype("uint8"), optimizer=model.optimizer)
+        union, budget = self.averager.superpose(model, layers, model.optimizer)
         self.base.updater.prepare(model)
         if self.recalibration_data is not None:
             recalibrate_batchnorm(
@@ -500,7 +484,7 @@ class SupTickets(keras.callbacks.Callback):
                 batch_size=self.recalibration_batch_size,
                 verbose=self.verbose,
             )
-        total = sum(m.size for m in masks)
+        total = sum(math.prod(x.kernel_variable.shape) for x in layers)
         self.superposed = {
             "sparsity": 1.0 - budget / total,
             "active": int(budget),

@@ -222,3 +222,195 @@ def _select_largest_eager(keys, candidates, ks):
 def select_smallest(scores, candidates, ks):
     """The k lowest-score candidates of each layer, ties: lowest index."""
     return select_largest([ops.negative(s) for s in scores], candidates, ks)
+
+
+def _global_threshold(keys, costs, k):
+    """The largest key t with `sum(cost * #(key >= t))` >= k over all
+    layers together (`_thresholds` with the counts summed over layers,
+    each entry weighing its cost); INT32_MIN if there is none."""
+    bits = ops.convert_to_tensor(_BITS, dtype="int32")
+    offset = ops.convert_to_tensor(_INT32_MIN, dtype="int32")
+
+    def body(i, found):
+        trial = ops.bitwise_or(found, ops.take(bits, i))
+        signed = ops.bitwise_xor(trial, offset)
+        total = sum(
+            count_true(key >= signed) * cost
+            for key, cost in zip(keys, costs, strict=True)
+        )
+        return ops.where(total >= k, trial, found)
+
+    found = ops.fori_loop(0, 32, body, ops.convert_to_tensor(0, "int32"))
+    return ops.bitwise_xor(found, offset)
+
+
+def _first(x, count, total):
+    """`_first_true(x, count)`, or all of `x` when `count` >= `total`
+    (its True count), which `_first_true` does not allow."""
+    return ops.cond(count < total, lambda: _first_true(x, count), lambda: x)
+
+
+def select_global(keys, budget, costs=None, prefer=None):
+    """The highest keys over ALL layers together, within a budget.
+
+    Entries are ranked by key, then (with `prefer`) preferred first,
+    then by layer order, then by lowest flat index within a layer: the
+    rank a stable sort over the layers' keys, concatenated in order,
+    gives. Taken greedily in rank order, each while its cost fits in
+    what is left of `budget` (an entry that does not fit is skipped,
+    later cheaper ones may still fit). With equal costs that is exactly
+    the `budget // cost` first entries.
+
+    Built like `select_largest`, with every count summed over layers:
+    a radix search for the threshold key (`_global_threshold`), every
+    key above it taken, then the ties at it filled group by group
+    (preferred, then not; layer by layer) with `_first_true`, which
+    works axis by axis: no kernel is flattened or gathered. When costs
+    differ, the few entries the greedy rule still takes after the first
+    one that did not fit (fewer than the largest cost) are found one at
+    a time, each with a few reductions. Eagerly (PyTorch), with equal
+    costs and no `prefer`, one `top_k` instead (`_select_global_eager`).
+    Counts are int32: at most 2^31 - 1 entries (weighted by cost) in all.
+
+    Args:
+        keys: list of int32 tensors (any shapes), from `order_keys`
+            or built like them; every key above INT32_MIN.
+        budget: int32 scalar tensor, the total cost to take.
+        costs: None (every entry costs 1) or a list of Python ints,
+            one per layer (e.g. entries per block on a grid of blocks).
+        prefer: None or a list of bool tensors of the keys' shapes.
+
+    Returns:
+        list of bool tensors of the keys' shapes.
+    """
+    costs = [1] * len(keys) if costs is None else [int(c) for c in costs]
+    total = sum(
+        math.prod(key.shape) * cost
+        for key, cost in zip(keys, costs, strict=True)
+    )
+    if total >= 2**31:
+        raise ValueError(
+            f"select_global counts in int32: {total} entries is too many."
+        )
+    budget = ops.cast(budget, "int32")
+    if not traces_functions() and prefer is None and set(costs) == {1}:
+        return _select_global_eager(keys, budget)
+    threshold = _global_threshold(keys, costs, budget)
+    chosen = [key > threshold for key in keys]
+    left = budget - sum(
+        count_true(c) * cost for c, cost in zip(chosen, costs, strict=True)
+    )
+    tied = [ops.equal(key, threshold) for key in keys]
+    if prefer is None:
+        groups = list(enumerate(tied))
+    else:
+        groups = [
+            (i, ops.logical_and(t, p))
+            for i, (t, p) in enumerate(zip(tied, prefer, strict=True))
+        ] + [
+            (i, ops.logical_and(t, ops.logical_not(p)))
+            for i, (t, p) in enumerate(zip(tied, prefer, strict=True))
+        ]
+    # The ties in rank order, while they fit; the first that does not
+    # fit ends this prefix (`full`), whatever comes after it.
+    full = ops.convert_to_tensor(False)
+    none = ops.convert_to_tensor(0, "int32")
+    for i, group in groups:
+        total = count_true(group)
+        need = total * costs[i]
+        take = ops.where(
+            full,
+            none,
+            ops.where(left >= need, total, ops.floor_divide(left, costs[i])),
+        )
+        chosen[i] = ops.logical_or(chosen[i], _first(group, take, total))
+        full = ops.logical_or(full, left < need)
+        left = left - take * costs[i]
+    if len(set(costs)) > 1:  # less than the largest cost is left
+        chosen, left = _fill_greedily(keys, chosen, left, costs, prefer)
+    return chosen
+
+
+def _select_global_eager(keys, budget):
+    """`select_global` for eager backends (PyTorch), equal costs, no
+    `prefer`: one `top_k` over all layers.
+
+    As `_select_largest_eager`, on the int64 key `key * 2^32 + (2^32 - 1 -
+    index)`, the index running over the layers in order: unique, and
+    ordered like (key, then layer order and lowest index first). Eagerly,
+    the 32 counting passes of the radix search are 32 x layers ops of
+    their own (about 20x slower on a CPU); PyTorch has no sharded
+    kernels to keep whole, so the flat view costs nothing but one int64
+    copy of the keys.
+    """
+    budget = int(ops.convert_to_numpy(budget))
+    sizes = [math.prod(key.shape) for key in keys]
+    unique, start = [], 0
+    for key, size in zip(keys, sizes, strict=True):
+        index = ops.arange(start, start + size, dtype="int64")
+        low = ops.subtract(2**32 - 1, index)
+        high = ops.multiply(ops.cast(ops.reshape(key, (-1,)), "int64"), 2**32)
+        unique.append(ops.add(high, low))
+        start += size
+    budget = min(budget, start)
+    if budget <= 0:
+        return [ops.zeros(ops.shape(key), "bool") for key in keys]
+    values, _ = ops.top_k(ops.concatenate(unique), budget, sorted=False)
+    cut = ops.min(values)
+    return [
+        ops.reshape(ops.greater_equal(u, cut), ops.shape(key))
+        for u, key in zip(unique, keys, strict=True)
+    ]
+
+
+def _fill_greedily(keys, chosen, left, costs, prefer):
+    """After the first entry that did not fit: the next entry in rank
+    order whose cost fits what is left, one at a time (at most the
+    largest cost - 1 times, as each takes at least 1)."""
+    lowest = ops.convert_to_tensor(_INT32_MIN, dtype="int32")
+
+    def body(_, state):
+        chosen, left = state
+        fits = [
+            ops.logical_and(ops.logical_not(c), ops.less_equal(cost, left))
+            for c, cost in zip(chosen, costs, strict=True)
+        ]
+        best = ops.max(
+            ops.stack(
+                [
+                    ops.max(ops.where(f, key, lowest))
+                    for f, key in zip(fits, keys, strict=True)
+                ]
+            )
+        )
+        at = [
+            ops.logical_and(f, ops.equal(key, best))
+            for f, key in zip(fits, keys, strict=True)
+        ]
+        if prefer is not None:  # a preferred entry at `best` first
+            some = ops.any(
+                ops.stack(
+                    [
+                        ops.any(ops.logical_and(a, p))
+                        for a, p in zip(at, prefer, strict=True)
+                    ]
+                )
+            )
+            at = [
+                ops.logical_and(a, ops.logical_or(p, ops.logical_not(some)))
+                for a, p in zip(at, prefer, strict=True)
+            ]
+        taken = ops.convert_to_tensor(False)
+        new = []
+        for c, a, cost in zip(chosen, at, costs, strict=True):
+            total = count_true(a)
+            one = ops.logical_and(
+                _first(a, ops.convert_to_tensor(1, "int32"), total),
+                ops.logical_not(taken),
+            )
+            taken = ops.logical_or(taken, total > 0)
+            left = left - count_true(one) * cost
+            new.append(ops.logical_or(c, one))
+        return new, left
+
+    return ops.fori_loop(0, max(costs) - 1, body, (chosen, left))

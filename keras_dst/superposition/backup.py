@@ -17,10 +17,14 @@ def _path(directory, count):
 
 
 def save_average(directory, count, average, tickets, step):
-    """Writes the average after `count` tickets, taken at `step`."""
+    """Writes the average after `count` tickets, taken at `step`.
+
+    `average` has one array per model weight, or None for weights that
+    are not averaged (the sparse layers' masks and probes): not written.
+    """
     os.makedirs(directory, exist_ok=True)
     path = _path(directory, count)
-    arrays = {f"w{i}": a for i, a in enumerate(average)}
+    arrays = {f"w{i}": a for i, a in enumerate(average) if a is not None}
     arrays["tickets"] = np.array(json.dumps(tickets))
     arrays["step"] = np.array(int(step))
     with open(path + ".tmp", "wb") as f:
@@ -32,7 +36,8 @@ def load_average(directory, max_count, before_step, num_weights):
     """The latest snapshot taken before optimizer `before_step`.
 
     Returns:
-        `(average, count, tickets)`, or None when there is none.
+        `(average, count, tickets)`, or None when there is none; the
+        average has None for the weights that were not written.
     """
     if directory is None or not os.path.isdir(directory):
         return None
@@ -43,7 +48,10 @@ def load_average(directory, max_count, before_step, num_weights):
         with np.load(path) as state:
             if int(state["step"]) >= before_step:
                 continue  # taken after the checkpoint: redone
-            average = [state[f"w{i}"] for i in range(num_weights)]
+            average = [
+                state[f"w{i}"] if f"w{i}" in state.files else None
+                for i in range(num_weights)
+            ]
             return average, count, json.loads(str(state["tickets"]))
     return None
 
