@@ -768,24 +768,18 @@ class DeviceSuperpositionTest(TestCase):
         ("every_cycle", "every_cycle"), ("end", "end")
     )
     def test_no_whole_array_comes_to_the_host(self, reprune):
-        # Every `keras.ops.convert_to_numpy` of the tickets, re-prunes and
-        # the superposition (epochs 3 to 5) is recorded: only counts come
-        # back, never an array shaped like a weight (the host averager
-        # read every weight and mask per ticket). The base method's one
-        # check of the masks when its first epoch begins is no part of
-        # Sup-tickets: recording starts after that epoch.
-        shapes, recording = [], [False]
+        # Every `keras.ops.convert_to_numpy` of the whole fit is recorded
+        # (the base method's steps and updates, the tickets, re-prunes and
+        # the superposition): only counts come back, never an array
+        # shaped like a weight (the host averager read every weight and
+        # mask per ticket; the first epoch read every mask).
+        shapes = []
         convert = keras.ops.convert_to_numpy
 
         def recorded(x):
             value = convert(x)
-            if recording[0]:
-                shapes.append(np.shape(value))
+            shapes.append(np.shape(value))
             return value
-
-        class Record(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                recording[0] = True
 
         model = mlp()
         weights = {tuple(v.shape) for v in model.weights if len(v.shape)}
@@ -803,7 +797,7 @@ class DeviceSuperpositionTest(TestCase):
                 batch_size=BATCH,
                 epochs=EPOCHS,
                 verbose=0,
-                callbacks=[sup, Record()],
+                callbacks=[sup],
             )
         self.assertIsNotNone(sup.superposed)
         self.assertNotEmpty(shapes)

@@ -3,6 +3,7 @@
 import re
 
 import jax
+import keras
 import numpy as np
 
 # Whether `compile_function` traces (see `backend.traces_functions`).
@@ -50,7 +51,7 @@ def to_numpy(x):
         from jax.experimental import multihost_utils
 
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
+    return keras.ops.convert_to_numpy(x)
 
 
 def same_in_every_process(value):

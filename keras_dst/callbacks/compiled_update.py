@@ -46,6 +46,8 @@ from keras_dst.criteria.selection import count_true
 from keras_dst.criteria.selection import select_largest
 from keras_dst.criteria.selection import select_smallest
 from keras_dst.layers.sparse_state import masked_values
+from keras_dst.masks.blocks import block_totals
+from keras_dst.masks.blocks import repeat_blocks
 
 _PRUNE_SALT = 0x5BD1E995
 
@@ -70,26 +72,6 @@ class UpdateResult(NamedTuple):
     # was skipped; survived counts the previous update's grown entries
     # that this update did not prune.
     report: object
-
-
-def _to_blocks(x, block):
-    """Sums `x` over each block of `block` (None: `x` itself)."""
-    if block is None:
-        return x
-    split = []
-    for d, b in zip(x.shape, block, strict=True):
-        split += [d // b, b]
-    axes = tuple(range(1, 2 * len(block), 2))
-    return ops.sum(ops.reshape(x, split), axis=axes)
-
-
-def _expand(x, block):
-    """Each entry of a block grid repeated over its block."""
-    if block is None:
-        return x
-    for axis, b in enumerate(block):
-        x = ops.repeat(x, b, axis=axis)
-    return x
 
 
 def _all_finite(values, where):
@@ -179,15 +161,15 @@ class CompiledUpdate:
         blocks = self.blocks or [None] * len(layers)
         if self.blocks is not None:  # rank and select whole blocks
             prune_scores = [
-                _to_blocks(x, b)
+                block_totals(x, b)
                 for x, b in zip(prune_scores, blocks, strict=True)
             ]
             growth_scores = [
-                _to_blocks(x, b)
+                block_totals(x, b)
                 for x, b in zip(growth_scores, blocks, strict=True)
             ]
             grid_masks = [
-                ops.greater(_to_blocks(ops.cast(m, "int32"), b), 0)
+                ops.greater(block_totals(ops.cast(m, "int32"), b), 0)
                 for m, b in zip(masks, blocks, strict=True)
             ]
         else:
@@ -200,9 +182,11 @@ class CompiledUpdate:
         vacant = [ops.logical_not(s) for s in survivors]
         grown = select_largest(growth_scores, vacant, grow_counts * gate)
         survivors = [
-            _expand(x, b) for x, b in zip(survivors, blocks, strict=True)
+            repeat_blocks(x, b) for x, b in zip(survivors, blocks, strict=True)
         ]
-        grown = [_expand(x, b) for x, b in zip(grown, blocks, strict=True)]
+        grown = [
+            repeat_blocks(x, b) for x, b in zip(grown, blocks, strict=True)
+        ]
 
         outputs, grown_out, report = [], [], [gate]
         for i, layer in enumerate(layers):

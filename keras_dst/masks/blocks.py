@@ -13,6 +13,7 @@ import math
 import numbers
 
 import numpy as np
+from keras import ops
 
 
 def check_block_shape(block_shape, shape=None, name="block_shape"):
@@ -90,3 +91,25 @@ def is_block_mask(mask, block_shape):
     mask = np.asarray(mask)
     sums = to_blocks(mask.astype(np.int64), block_shape)
     return bool(np.all((sums == 0) | (sums == block_size(block_shape))))
+
+
+def block_totals(x, block):
+    """Tensor `x` summed over each block of `block` (None: `x` itself);
+    the `keras.ops` twin of `to_blocks`, for compiled functions."""
+    if block is None:
+        return x
+    split = []
+    for d, b in zip(x.shape, block, strict=True):
+        split += [d // b, b]
+    axes = tuple(range(1, 2 * len(block), 2))
+    return ops.sum(ops.reshape(x, split), axis=axes)
+
+
+def repeat_blocks(x, block):
+    """Each entry of a block-grid tensor repeated over its block (None:
+    `x` itself); the `keras.ops` twin of `expand_blocks`."""
+    if block is None:
+        return x
+    for axis, b in enumerate(block):
+        x = ops.repeat(x, b, axis=axis)
+    return x

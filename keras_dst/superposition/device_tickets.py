@@ -30,14 +30,14 @@ from keras import ops
 
 from keras_dst.backend import compile_function
 from keras_dst.backend import model_state
-from keras_dst.callbacks.compiled_update import _expand
-from keras_dst.callbacks.compiled_update import _to_blocks
 from keras_dst.criteria.selection import count_true
 from keras_dst.criteria.selection import order_keys
 from keras_dst.criteria.selection import select_global
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
 from keras_dst.masks.blocks import block_size
+from keras_dst.masks.blocks import block_totals
+from keras_dst.masks.blocks import repeat_blocks
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.superposition.averaging import AVERAGES
 from keras_dst.superposition.tickets import REPRUNES
@@ -106,11 +106,13 @@ def global_magnitude_keep(kernels, budget, prefer=None, block_shapes=None):
     for i, (kernel, block) in enumerate(zip(kernels, blocks, strict=True)):
         score = ops.abs(kernel)
         if block is not None:  # per weight, to compare with single entries
-            score = ops.divide(_to_blocks(score, block), block_size(block))
+            score = ops.divide(block_totals(score, block), block_size(block))
         keys.append(order_keys(score))
         if prefer is not None:
             grid_prefer.append(
-                ops.greater(_to_blocks(ops.cast(prefer[i], "int32"), block), 0)
+                ops.greater(
+                    block_totals(ops.cast(prefer[i], "int32"), block), 0
+                )
             )
     chosen = select_global(
         keys,
@@ -118,7 +120,7 @@ def global_magnitude_keep(kernels, budget, prefer=None, block_shapes=None):
         costs=[block_size(b) for b in blocks],
         prefer=grid_prefer if prefer is not None else None,
     )
-    return [_expand(c, b) for c, b in zip(chosen, blocks, strict=True)]
+    return [repeat_blocks(c, b) for c, b in zip(chosen, blocks, strict=True)]
 
 
 def _reprune(kernels, masks, budget, blocks):
@@ -133,15 +135,13 @@ def _reprune(kernels, masks, budget, blocks):
     return keep, ops.cast(union, "int32"), ops.cast(budget, "int32")
 
 
-# Compiled functions, shared by every averager of the same structure (the
-# backends then keep one executable per input signature).
-_FUNCTIONS = {}
-
-
-def _compiled(key, build):
-    if key not in _FUNCTIONS:
-        _FUNCTIONS[key] = compile_function(build())
-    return _FUNCTIONS[key]
+def _compiled(cache, key, build):
+    """The compiled function for `key` in `cache` (an averager's own: no
+    module-level state; the backends keep one executable per input
+    signature of each)."""
+    if key not in cache:
+        cache[key] = compile_function(build())
+    return cache[key]
 
 
 def _start(values):
@@ -155,7 +155,7 @@ def _start(values):
     ]
 
 
-def _add_function(kernels, blocks, prune):
+def _add_function(cache, kernels, blocks, prune):
     def add(average, values, c1, c2, masks):
         new = []
         for a, v in zip(average, values, strict=True):
@@ -176,17 +176,17 @@ def _add_function(kernels, blocks, prune):
             new[i] = ops.where(k, new[i], ops.zeros((), new[i].dtype))
         return new, (keep, union, budget)
 
-    return _compiled(("add", kernels, blocks, prune), lambda: add)
+    return _compiled(cache, ("add", kernels, blocks, prune), lambda: add)
 
 
-def _select_function(blocks):
+def _select_function(cache, blocks):
     def select(kernels, masks, budget):
         return _reprune(kernels, masks, budget, blocks)
 
-    return _compiled(("select", blocks), lambda: select)
+    return _compiled(cache, ("select", blocks), lambda: select)
 
 
-def _write_function(kernels, dtypes):
+def _write_function(cache, kernels, dtypes):
     def write(average, keep, slots, explored):
         values = [
             ops.copy(a) if _dtype(a) == d else ops.cast(a, d)
@@ -199,7 +199,7 @@ def _write_function(kernels, dtypes):
         others = [v for i, v in enumerate(values) if i not in kernels]
         return others, states
 
-    return _compiled(("write", kernels, dtypes), lambda: write)
+    return _compiled(cache, ("write", kernels, dtypes), lambda: write)
 
 
 class _Plan(NamedTuple):
@@ -250,6 +250,7 @@ class DeviceTicketAverager:
         check_choice(reprune, REPRUNES, "reprune")
         self.superposition = superposition
         self.reprune = reprune
+        self._functions = {}  # this averager's compiled functions
         self.reset()
 
     def reset(self, average=None, count=0):
@@ -288,13 +289,17 @@ class DeviceTicketAverager:
             ]
             self._restored = None
         if self.average is None:
-            self.average = _compiled(("start",), lambda: _start)(values)
+            self.average = _compiled(
+                self._functions, ("start",), lambda: _start
+            )(values)
             return
         self.count += 1
         prune = self.reprune == "every_cycle"
         c1, c2 = _coefficients(self.superposition, self.count)
         masks = [state.read(x.kernel_mask) for x in layers] if prune else None
-        function = _add_function(plan.kernels, plan.blocks, prune)
+        function = _add_function(
+            self._functions, plan.kernels, plan.blocks, prune
+        )
         self.average, self._pruned = function(
             self.average,
             values,
@@ -318,7 +323,7 @@ class DeviceTicketAverager:
             non-zero count (an int32 scalar tensor).
         """
         blocks = tuple(block_shapes or [None] * len(kernels))
-        keep, union, _ = _select_function(blocks)(
+        keep, union, _ = _select_function(self._functions, blocks)(
             [ops.convert_to_tensor(k) for k in kernels],
             None
             if prefer is None
@@ -343,13 +348,15 @@ class DeviceTicketAverager:
         if self._pruned is None:  # "end", or nothing averaged since
             kernels = [self.average[i] for i in plan.kernels]
             masks = [state.read(x.kernel_mask) for x in layers]
-            self._pruned = _select_function(plan.blocks)(kernels, masks, None)
+            self._pruned = _select_function(self._functions, plan.blocks)(
+                kernels, masks, None
+            )
         keep, union, budget = self._pruned
         slots = [
             tuple(slot_variables(optimizer, x.kernel_variable)) for x in layers
         ]
         dtypes = tuple(_dtype(v) for v in plan.variables)
-        others, states = _write_function(plan.kernels, dtypes)(
+        others, states = _write_function(self._functions, plan.kernels, dtypes)(
             self.average,
             keep,
             [tuple(state.read(s) for s in layer) for layer in slots],
