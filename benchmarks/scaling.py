@@ -1,7 +1,7 @@
 """Several devices: step, update and the update's memory on 1-8 devices.
 
     python benchmarks/scaling.py                  # about 4 min on 2 cores
-    python benchmarks/scaling.py --quick --output_dir=/tmp/scaling
+    python benchmarks/scaling.py --quick --output_dir=/tmp/scaling  # model, 1-2
 
 JAX only (Keras's `keras.distribution`). One child process per device
 count (1, 2, 4, 8 virtual CPU devices, `--xla_force_host_platform_
@@ -126,6 +126,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.devices, args.width, args.reps = "1,2", 64, 2
+        args.layouts = "model"
     return args
 
 

@@ -1,11 +1,11 @@
 """`benchmarks/scaling.py --quick` runs (JAX) and `update_cost` says what
 it can on every backend.
 
-On JAX the quick run (1 and 2 virtual devices, a small MLP) must show
-what the README promises: under ModelParallel masks sharded like their
+On JAX the quick run (ModelParallel on 1 and 2 virtual devices, a small
+MLP) must show what the README promises: masks sharded like their
 kernels, no all-gather larger than one axis's vector (a layer is never
-gathered whole), less update memory per device than replicated, and the
-update compiled once. TensorFlow and PyTorch cannot cost the update and
+gathered whole), about half the update memory per device on 2 devices,
+and the update compiled once. TensorFlow and PyTorch cannot cost the update and
 must say so.
 """
 
@@ -68,20 +68,18 @@ class ScalingBenchmarkTest(TestCase):
                 report = json.load(f)
             self.assertTrue(os.path.exists(os.path.join(out, "scaling.md")))
         runs = {(r["layout"], r["devices"]): r for r in report["runs"]}
-        self.assertEqual(
-            set(runs), {(a, d) for a in ("data", "model") for d in (1, 2)}
-        )
+        self.assertEqual(set(runs), {("model", 1), ("model", 2)})
         width = report["config"]["width"]
         for run in runs.values():
             self.assertEqual(run["update_traces"], 1)
-            self.assertEqual(run["active"], runs[("data", 1)]["active"])
-        sharded = runs[("model", 2)]
+            self.assertEqual(run["active"], runs[("model", 1)]["active"])
+        sharded, single = runs[("model", 2)], runs[("model", 1)]
         self.assertEqual(sharded["mask_specs"], ["P(None, 'model')"])
         # Only vectors of one axis (int32) are gathered, never a layer.
         self.assertLessEqual(sharded["cost"]["largest_gather_bytes"], 4 * width)
+        # Each device holds and updates half of every layer.
         self.assertLess(
-            sharded["cost"]["temp_bytes"],
-            runs[("data", 2)]["cost"]["temp_bytes"],
+            sharded["cost"]["temp_bytes"], 0.6 * single["cost"]["temp_bytes"]
         )
 
 

@@ -100,8 +100,6 @@ def to_numpy(x):
     gathered from every process: a collective, so every process must
     make the same call (the engine never does this while training).
     """
-    if isinstance(x, keras.Variable):
-        x = x.value
     return _module().to_numpy(x)
 
 

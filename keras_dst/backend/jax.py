@@ -45,6 +45,8 @@ def attach_state(model):
 
 def to_numpy(x):
     """See `backend.to_numpy`."""
+    if isinstance(x, keras.Variable):
+        x = x.value
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         if x.is_fully_replicated:
             return np.asarray(x.addressable_data(0))
