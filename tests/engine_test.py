@@ -703,25 +703,33 @@ class UpdaterTest(TestCase):
             )
 
     def test_compiled_once_for_every_fraction_and_step(self):
-        model, updater, _ = self.prepared("gradient")
-        self.assertTrue(updater.update(model, 1, 0.5))
-        # Each updater compiles its own update, once; on PyTorch the
-        # update runs eagerly: nothing is traced, ever.
+        # Compilations are shared by updaters of the same model structure
+        # (a compile cache): shapes no other test uses make this updater
+        # the first, so it traces exactly once. On PyTorch the update runs
+        # eagerly: nothing is traced, ever.
         traced = 0 if self.backend == "torch" else 1
-        first = updater.traces
-        self.assertEqual(first, traced)
+        model = compile_model(self.mlp((5, 23, 19, 3), sparsity=0.5))
+        model.fit(*self.classification_data(features=5, classes=3), verbose=0)
+        updater = keras_dst.SparseUpdater(growth="gradient", seed=0)
+        updater.prepare(model)
+        self.assertTrue(updater.update(model, 1, 0.5))
+        self.assertEqual(updater.traces, traced)
         for i, fraction in enumerate((0.3, 0.01, 0.25, 1.0, 0.0, 0.4)):
             self.assertTrue(updater.update(model, 10 * i + 11, fraction))
-        self.assertEqual(updater.traces, first)
+        self.assertEqual(updater.traces, traced)
         self.assertLen(updater.history, 7)
-        # A model of new shapes is traced once more, then never again.
+        # A second updater of the same structure reuses the compilation
+        # (its own count: 0); a model of new shapes is traced once more.
+        again = keras_dst.SparseUpdater(growth="gradient", seed=1)
+        again.prepare(model)
+        self.assertTrue(again.update(model, 100, 0.3))
+        self.assertEqual(again.traces, 0)
         other = compile_model(self.mlp((7, 13, 5), sparsity=0.5, mask_seed=1))
         other.fit(*self.classification_data(features=7, classes=5), verbose=0)
-        fresh = keras_dst.SparseUpdater(growth="gradient", seed=0)
-        fresh.prepare(other)
+        again.prepare(other)
         for i in range(3):
-            self.assertTrue(fresh.update(other, 5 + i, 0.2 + 0.1 * i))
-        self.assertEqual(fresh.traces, traced)
+            self.assertTrue(again.update(other, 5 + i, 0.2 + 0.1 * i))
+        self.assertEqual(again.traces, traced)
 
     def test_set_mask_between_updates_is_seen(self):
         # No copy of the masks in the updater: it starts from the layer.

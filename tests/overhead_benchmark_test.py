@@ -60,9 +60,8 @@ class OverheadBenchmarkTest(absltest.TestCase):
                 if variant in ("set_probe", "set_noprobe", "rigl"):
                     self.assertTrue(out["updates_in_every_round"], where)
                     self.assertGreater(out["update_ms"], 0, where)
-                    # Compiled once per updater (eager on PyTorch).
-                    traced = 0 if backend == "torch" else 1
-                    self.assertEqual(out["update_traces"], traced, where)
+                    # Compiled once (or reused from an earlier variant).
+                    self.assertLessEqual(out["update_traces"], 1, where)
                     self.assertAlmostEqual(out["sparsity"], 0.9, delta=0.01)
 
 

@@ -127,10 +127,10 @@ class SparseUpdater:
         records: one `keras_dst.UpdateRecord` per applied update (typed,
             documented field by field).
         history: the same records as plain dicts (`UpdateRecord.as_dict`).
-        traces: how many times this updater's compiled update was traced
-            (1 for a model whose structure does not change: each updater
-            compiles its own; 0 on PyTorch, where the update runs eagerly
-            and nothing is traced).
+        traces: how many times this updater's calls traced the compiled
+            update: 1 per model structure it is the first to update (a
+            later updater of the same structure reuses that compilation
+            and counts 0); 0 on PyTorch, where the update runs eagerly.
     """
 
     def __init__(
@@ -717,7 +717,7 @@ class SparseUpdater:
 
     @property
     def traces(self):
-        """Traces of this updater's compiled updates so far (not of the
-        train step): 1 per model structure and growth criterion."""
+        """Traces this updater's updates caused so far (not of the train
+        step): 1 per model structure and criteria it was first to use."""
         functions = self._update_functions.values()
         return self._retired_traces + sum(f.traces for f in functions)

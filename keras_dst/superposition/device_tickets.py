@@ -135,10 +135,15 @@ def _reprune(kernels, masks, budget, blocks):
     return keep, ops.cast(union, "int32"), ops.cast(budget, "int32")
 
 
+# A compile cache shared by every averager of the same structure (as the
+# DST update's, `keras_dst.callbacks.compiled_update`: compiling per
+# object makes each new callback trace and compile again).
+_COMPILED = {}
+
+
 def _compiled(cache, key, build):
-    """The compiled function for `key` in `cache` (an averager's own: no
-    module-level state; the backends keep one executable per input
-    signature of each)."""
+    """The compiled function for `key` in `cache` (the backends keep one
+    executable per input signature of each)."""
     if key not in cache:
         cache[key] = compile_function(build())
     return cache[key]
@@ -250,7 +255,7 @@ class DeviceTicketAverager:
         check_choice(reprune, REPRUNES, "reprune")
         self.superposition = superposition
         self.reprune = reprune
-        self._functions = {}  # this averager's compiled functions
+        self._functions = _COMPILED  # the shared compile cache
         self.reset()
 
     def reset(self, average=None, count=0):
