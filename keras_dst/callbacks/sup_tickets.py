@@ -117,7 +117,8 @@ class SupTickets(keras.callbacks.Callback):
         cycle_epochs: epochs per cycle (int >= 1): the cyclic phase is
             `num_tickets * cycle_epochs` epochs (the reference's CIFAR
             command: 3 cycles of 8 epochs in 250).
-        lr_low, lr_high: triangle bounds, 0 < lr_low <= lr_high.
+        lr_low: the triangles' lower bound, 0 < lr_low <= lr_high.
+        lr_high: the triangles' upper bound.
         reexplore_fraction: drop fraction of the re-exploration at the
             start of each cycle, in [0, 1].
         reexplore_growth: `"gradient"` (default, the reference: needs
