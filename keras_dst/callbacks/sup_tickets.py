@@ -80,7 +80,8 @@ class SupTickets(keras.callbacks.Callback):
     default the model then holds the superposed network.
 
     Differences from the reference code and the option for each: see
-    "Sup-tickets: reference vs keras_dst" in the README.
+    the Sup-tickets guide of the documentation
+    (`docs/guides/sup-tickets.md`).
 
     The learning rate is taken over when the first epoch begins: the rate
     the optimizer reads becomes `CyclicLearningRate(own rate, ...)`, its
