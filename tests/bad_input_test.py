@@ -3,8 +3,8 @@
 Each row: a call, the exception type and a pattern the message must
 contain (the argument's name, and where useful the allowed range). Rows
 that need a model get a fresh, built one. After a failure at fit or update
-time, weights and masks must be exactly as before. The same table is the
-"Bad inputs" section of CONTRIBUTING.md.
+time, weights and masks must be exactly as before. The docs sum it up in
+"Bad inputs" (docs/guarantees.md).
 """
 
 import warnings

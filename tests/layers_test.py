@@ -24,8 +24,8 @@ from keras_dst.testing import run_sparse_layer_test
 from tests.test_case import TestCase
 
 
-# A sparse layer keras_dst does not ship, written as CONTRIBUTING.md shows
-# ("Add a sparse layer in 3 lines"): it must pass the same contract.
+# A sparse layer keras_dst does not ship, written as the docs show
+# (docs/guides/sparse-layer.md): it must pass the same contract.
 @keras.saving.register_keras_serializable(package="keras_dst_tests")
 class SparseConv1DTranspose(SparseLayer, keras.layers.Conv1DTranspose):
     kernel = masked_weight_property(keras.layers.Conv1DTranspose, "kernel")

@@ -89,9 +89,8 @@ def check_distribution():
         "worker's own gradient, so the workers' masks would diverge. Train "
         "on several processes or machines with KERAS_BACKEND=jax "
         "(`keras.distribution.initialize(...)` with `DataParallel` or "
-        "`ModelParallel`; README: 'Training on several devices and "
-        "machines'), or on one machine's devices with "
-        "`tf.distribute.MirroredStrategy`."
+        "`ModelParallel`; see docs/guides/several-devices.md), or on "
+        "one machine's devices with `tf.distribute.MirroredStrategy`."
     )
 
 

@@ -70,8 +70,12 @@ class DynamicSparsityCallback(StepScheduledCallback):
             epoch 0), before that step's gradient update.
         momentum: EMA factor for `"momentum"` growth.
         seed: `None` or an int (initial masks and random growth).
-        power_scale, keep_first_dense, keep_last_dense: allocation options,
-            see `keras_dst.initialize_masks`.
+        power_scale: an allocation option, see
+            `keras_dst.initialize_masks`.
+        keep_first_dense: an allocation option, see
+            `keras_dst.initialize_masks`.
+        keep_last_dense: an allocation option, see
+            `keras_dst.initialize_masks`.
         weight_init: when this callback draws the initial masks (the
             model's masks are all ones at `fit`'s start), how their active
             weights start: `"sparse_scaled"` (default; each kernel times

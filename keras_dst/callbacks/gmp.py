@@ -44,8 +44,10 @@ class GMP(StepScheduledCallback):
         sparsity: final global sparsity in [0, 1).
         distribution: `"erk"` (default), `"er"`, `"uniform"` or a custom
             `{layer name: sparsity}` map.
-        begin, end: start and end of pruning, fractions of training,
-            0 <= begin <= end <= 1 (default 0.1 and 0.75).
+        begin: start of pruning, a fraction of training, 0 <= begin <= end
+            (default 0.1).
+        end: end of pruning, a fraction of training, begin <= end <= 1
+            (default 0.75).
         update_interval: optimizer steps between pruning steps (ΔT), > 0.
         per_layer_logs: also log `itop_rate/<layer>`, `sparsity/<layer>`,
             `pruned/<layer>`, `grown/<layer>` (0) and `survival/<layer>`

@@ -427,7 +427,8 @@ class SparseUpdater:
 
         Raises:
             NotImplementedError: on TensorFlow and PyTorch (JAX only: the
-            costs are read from the compiled XLA module `jax.jit` gives).
+                costs are read from the compiled XLA module `jax.jit`
+                gives).
         """
         request, criterion = self._update_request(0, drop_fraction, growth)
         if optimizer is None:

@@ -80,7 +80,8 @@ class SupTickets(keras.callbacks.Callback):
     default the model then holds the superposed network.
 
     Differences from the reference code and the option for each: see
-    "Sup-tickets: reference vs keras_dst" in the README.
+    the Sup-tickets guide of the documentation
+    (`docs/guides/sup-tickets.md`).
 
     The learning rate is taken over when the first epoch begins: the rate
     the optimizer reads becomes `CyclicLearningRate(own rate, ...)`, its
@@ -117,7 +118,8 @@ class SupTickets(keras.callbacks.Callback):
         cycle_epochs: epochs per cycle (int >= 1): the cyclic phase is
             `num_tickets * cycle_epochs` epochs (the reference's CIFAR
             command: 3 cycles of 8 epochs in 250).
-        lr_low, lr_high: triangle bounds, 0 < lr_low <= lr_high.
+        lr_low: the triangles' lower bound, 0 < lr_low <= lr_high.
+        lr_high: the triangles' upper bound.
         reexplore_fraction: drop fraction of the re-exploration at the
             start of each cycle, in [0, 1].
         reexplore_growth: `"gradient"` (default, the reference: needs

@@ -40,8 +40,9 @@ def initialize_masks(
         distribution: `"uniform"`, `"er"`, `"erk"` or a full custom
             `{layer name or path: sparsity}` map.
         power_scale: ERK exponent.
-        keep_first_dense, keep_last_dense: keep the first / last sparse
-            layer (in model order) dense.
+        keep_first_dense: keep the first sparse layer (in model order)
+            dense.
+        keep_last_dense: keep the last sparse layer (in model order) dense.
         keep_dense: more layer names or paths to keep dense.
         overrides: `{layer name or path: sparsity}` fixed for those layers.
         mask_init: `"random"` (uniform at random, the DST default) or

@@ -146,8 +146,10 @@ def sparsify(
             `1 / sqrt(density)` (see `keras_dst.initialize_masks`). Pass
             `"unscaled"` when `model`'s weights are trained.
         seed: `None` or an int for the random masks.
-        power_scale, keep_first_dense, keep_last_dense, overrides: see
-            `keras_dst.initialize_masks`.
+        power_scale: see `keras_dst.initialize_masks`.
+        keep_first_dense: see `keras_dst.initialize_masks`.
+        keep_last_dense: see `keras_dst.initialize_masks`.
+        overrides: see `keras_dst.initialize_masks`.
         block_shape: `None`, or e.g. `(4, 1)`: the converted `Dense`
             layers' masks are made of whole blocks (see `SparseDense`);
             other layers keep unstructured masks. Every converted Dense

@@ -87,8 +87,10 @@ def plan_cycles(
     Args:
         epochs: the run's epochs.
         steps_per_epoch: optimizer steps per epoch.
-        num_tickets, cyclic_fraction, cyclic_epochs, cycle_epochs: as
-            `keras_dst.SupTickets`'s.
+        num_tickets: as `keras_dst.SupTickets`'s.
+        cyclic_fraction: as `keras_dst.SupTickets`'s.
+        cyclic_epochs: as `keras_dst.SupTickets`'s.
+        cycle_epochs: as `keras_dst.SupTickets`'s.
 
     Returns:
         A `CyclicPhases`.
