@@ -69,6 +69,40 @@ def mlp(batchnorm=False):
     return model
 
 
+def dead_relu_run():
+    """A model whose hidden units are all dead, its SupTickets and data.
+
+    A bias of -5 kills every hidden unit on inputs in [0, 1): no kernel
+    ever gets a gradient, each update swaps zeros for zeros, and the
+    average has fewer non-zeros than the budget, so the re-prune's fill
+    at zero runs.
+    """
+    keras.utils.set_random_seed(0)
+    x = np.random.rand(512, 20).astype("float32")
+    y = np.random.randint(0, 3, 512)
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras_dst.layers.SparseDense(
+                64,
+                activation="relu",
+                bias_initializer=keras.initializers.Constant(-5.0),
+            ),
+            keras_dst.layers.SparseDense(3),
+        ]
+    )
+    model.compile(
+        keras.optimizers.SGD(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    sup = keras_dst.SupTickets(
+        keras_dst.SET(0.9, update_interval=4, seed=0),
+        num_tickets=3,
+        cyclic_epochs=3,
+    )
+    return model, sup, (x, y)
+
+
 class SupTicketsTest(TestCase):
     def data(self):
         return self.classification_data(n=N, features=12, classes=3)
@@ -568,29 +602,7 @@ class GlobalReprunePreferenceTest(TestCase):
         # ticket's positions, not never-active ones. A bias of -5 kills
         # every hidden unit on inputs in [0, 1): no kernel ever gets a
         # gradient, and each update swaps zeros for zeros.
-        keras.utils.set_random_seed(0)
-        x = np.random.rand(512, 20).astype("float32")
-        y = np.random.randint(0, 3, 512)
-        model = keras.Sequential(
-            [
-                keras.Input((20,)),
-                keras_dst.layers.SparseDense(
-                    64,
-                    activation="relu",
-                    bias_initializer=keras.initializers.Constant(-5.0),
-                ),
-                keras_dst.layers.SparseDense(3),
-            ]
-        )
-        model.compile(
-            keras.optimizers.SGD(0.05),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        sup = keras_dst.SupTickets(
-            keras_dst.SET(0.9, update_interval=4, seed=0),
-            num_tickets=3,
-            cyclic_epochs=3,
-        )
+        model, sup, (x, y) = dead_relu_run()
         model.fit(x, y, batch_size=64, epochs=6, verbose=0, callbacks=[sup])
         # The fill path ran: the average's support is below the budget.
         density = 1.0 - sup.superposed["sparsity"]
@@ -707,29 +719,7 @@ class DeviceSuperpositionTest(TestCase):
         # re-prune fills the budget with zeros: the current masks' must
         # win. The tickets, replayed through the host `TicketAverager`,
         # give the same masks, kernels and counts.
-        keras.utils.set_random_seed(0)
-        x = np.random.rand(512, 20).astype("float32")
-        y = np.random.randint(0, 3, 512)
-        model = keras.Sequential(
-            [
-                keras.Input((20,)),
-                keras_dst.layers.SparseDense(
-                    64,
-                    activation="relu",
-                    bias_initializer=keras.initializers.Constant(-5.0),
-                ),
-                keras_dst.layers.SparseDense(3),
-            ]
-        )
-        model.compile(
-            keras.optimizers.SGD(0.05),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        sup = keras_dst.SupTickets(
-            keras_dst.SET(0.9, update_interval=4, seed=0),
-            num_tickets=3,
-            cyclic_epochs=3,
-        )
+        model, sup, (x, y) = dead_relu_run()
         recorder = WeightRecorder([24, 32, 40])  # 8 steps per epoch
         model.fit(
             x,

@@ -141,12 +141,12 @@ def _reprune(kernels, masks, budget, blocks):
 _COMPILED = {}
 
 
-def _compiled(cache, key, build):
-    """The compiled function for `key` in `cache` (the backends keep one
-    executable per input signature of each)."""
-    if key not in cache:
-        cache[key] = compile_function(build())
-    return cache[key]
+def _compiled(key, build):
+    """The compiled function for `key` (the backends keep one executable
+    per input signature of each)."""
+    if key not in _COMPILED:
+        _COMPILED[key] = compile_function(build())
+    return _COMPILED[key]
 
 
 def _start(values):
@@ -160,7 +160,7 @@ def _start(values):
     ]
 
 
-def _add_function(cache, kernels, blocks, prune):
+def _add_function(kernels, blocks, prune):
     def add(average, values, c1, c2, masks):
         new = []
         for a, v in zip(average, values, strict=True):
@@ -181,17 +181,17 @@ def _add_function(cache, kernels, blocks, prune):
             new[i] = ops.where(k, new[i], ops.zeros((), new[i].dtype))
         return new, (keep, union, budget)
 
-    return _compiled(cache, ("add", kernels, blocks, prune), lambda: add)
+    return _compiled(("add", kernels, blocks, prune), lambda: add)
 
 
-def _select_function(cache, blocks):
+def _select_function(blocks):
     def select(kernels, masks, budget):
         return _reprune(kernels, masks, budget, blocks)
 
-    return _compiled(cache, ("select", blocks), lambda: select)
+    return _compiled(("select", blocks), lambda: select)
 
 
-def _write_function(cache, kernels, dtypes):
+def _write_function(kernels, dtypes):
     def write(average, keep, slots, explored):
         values = [
             ops.copy(a) if _dtype(a) == d else ops.cast(a, d)
@@ -204,7 +204,7 @@ def _write_function(cache, kernels, dtypes):
         others = [v for i, v in enumerate(values) if i not in kernels]
         return others, states
 
-    return _compiled(cache, ("write", kernels, dtypes), lambda: write)
+    return _compiled(("write", kernels, dtypes), lambda: write)
 
 
 class _Plan(NamedTuple):
@@ -255,7 +255,6 @@ class DeviceTicketAverager:
         check_choice(reprune, REPRUNES, "reprune")
         self.superposition = superposition
         self.reprune = reprune
-        self._functions = _COMPILED  # the shared compile cache
         self.reset()
 
     def reset(self, average=None, count=0):
@@ -294,17 +293,13 @@ class DeviceTicketAverager:
             ]
             self._restored = None
         if self.average is None:
-            self.average = _compiled(
-                self._functions, ("start",), lambda: _start
-            )(values)
+            self.average = _compiled(("start",), lambda: _start)(values)
             return
         self.count += 1
         prune = self.reprune == "every_cycle"
         c1, c2 = _coefficients(self.superposition, self.count)
         masks = [state.read(x.kernel_mask) for x in layers] if prune else None
-        function = _add_function(
-            self._functions, plan.kernels, plan.blocks, prune
-        )
+        function = _add_function(plan.kernels, plan.blocks, prune)
         self.average, self._pruned = function(
             self.average,
             values,
@@ -328,7 +323,7 @@ class DeviceTicketAverager:
             non-zero count (an int32 scalar tensor).
         """
         blocks = tuple(block_shapes or [None] * len(kernels))
-        keep, union, _ = _select_function(self._functions, blocks)(
+        keep, union, _ = _select_function(blocks)(
             [ops.convert_to_tensor(k) for k in kernels],
             None
             if prefer is None
@@ -353,15 +348,13 @@ class DeviceTicketAverager:
         if self._pruned is None:  # "end", or nothing averaged since
             kernels = [self.average[i] for i in plan.kernels]
             masks = [state.read(x.kernel_mask) for x in layers]
-            self._pruned = _select_function(self._functions, plan.blocks)(
-                kernels, masks, None
-            )
+            self._pruned = _select_function(plan.blocks)(kernels, masks, None)
         keep, union, budget = self._pruned
         slots = [
             tuple(slot_variables(optimizer, x.kernel_variable)) for x in layers
         ]
         dtypes = tuple(_dtype(v) for v in plan.variables)
-        others, states = _write_function(self._functions, plan.kernels, dtypes)(
+        others, states = _write_function(plan.kernels, dtypes)(
             self.average,
             keep,
             [tuple(state.read(s) for s in layer) for layer in slots],
