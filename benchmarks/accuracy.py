@@ -38,23 +38,17 @@ tables and the paper's qualitative claims, tested on the seeds) and
         --mlp_train_subset=0 --cnn_train_subset=0 --seeds=0,1,2,3,4
 """
 
-import argparse
 import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.provenance import run_provenance  # noqa: E402
-from benchmarks.provenance import run_start  # noqa: E402
-from benchmarks.provenance import versions  # noqa: E402
-from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 MODELS = ("mlp", "cnn")
 METHODS = (
@@ -98,25 +92,12 @@ DST_METHODS = (
 )
 # (growth without ITOP, the same growth with ITOP's schedule)
 ITOP_PAIRS = (("set", "itop_set"), ("rigl", "itop_rigl"))
-THREADS_ONE = {
-    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-    "intra_op_parallelism_threads=1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-}
 GMP_BEGIN, GMP_END = 0.1, 0.75  # keras_dst.GMP's defaults
 
 
-def csv(kind):
-    return lambda text: [kind(v) for v in text.split(",") if v]
-
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    csv = harness.csv
+    p = harness.parser(__doc__, "accuracy", study=True)
     p.add_argument("--models", type=csv(str), default=list(MODELS))
     p.add_argument("--methods", type=csv(str), default=list(METHODS))
     p.add_argument("--sparsities", type=csv(float), default=[0.9, 0.95, 0.98])
@@ -148,36 +129,8 @@ def parse_args(argv=None):
         help="Keras backend of the cnn runs (TF's oneDNN convolutions are "
         "~5x faster than JAX's on this CPU)",
     )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=2,
-        help="worker processes at a time; with more than 1, each worker "
-        "uses one thread",
-    )
-    p.add_argument(
-        "--output_dir", default=os.path.join(ROOT, "benchmarks/results")
-    )
-    p.add_argument("--name", default="accuracy")
-    p.add_argument(
-        "--work_dir",
-        default=None,
-        help="per-run JSON lines (resume); default: a folder named after "
-        "--name in the system's temp dir",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 seed, sparsity 0.9, 1 epoch on 2000 images",
-    )
-    p.add_argument(
-        "--report",
-        action="store_true",
-        help="only rewrite the .md and plots from the .json",
-    )
-    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick:
+    if args.quick:  # 1 seed, sparsity 0.9, 2 epochs on 2000 images
         args.seeds, args.sparsities = args.seeds[:1], args.sparsities[:1]
         args.mlp_epochs = args.cnn_epochs = 2
         args.mlp_train_subset = args.cnn_train_subset = 2000
@@ -188,13 +141,9 @@ def parse_args(argv=None):
             p.error(f"--{name}: unknown {bad}; choose from {allowed}")
     if not all(0.0 <= s < 1.0 for s in args.sparsities):
         p.error(f"--sparsities must be in [0, 1); got {args.sparsities}")
-    if args.update_interval <= 0 or args.jobs <= 0:
-        p.error("--update_interval and --jobs must be > 0")
-    if args.work_dir is None:
-        args.work_dir = os.path.join(
-            tempfile.gettempdir(), f"keras_dst_{args.name}"
-        )
-    return args
+    if args.update_interval <= 0:
+        p.error("--update_interval must be > 0")
+    return harness.finish_study_args(p, args)
 
 
 # -- the grid ----------------------------------------------------------------
@@ -240,40 +189,11 @@ def workers(args):
     return out
 
 
-def read_parts(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def append_part(path, record):
-    with open(path, "a") as f:
-        f.write(json.dumps(record, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-# -- workers -----------------------------------------------------------------
-
-
-def keras_dst_worker(specs, parts):
+def keras_dst_runner(smoke):
     """Runs `examples/fashion_mnist.py` once per spec, in this process."""
-    import keras
-    from absl import flags
-    from absl.testing import flagsaver
+    run = harness.fashion_mnist_runner("accuracy", smoke)
 
-    from examples import fashion_mnist
-
-    flags.FLAGS(["accuracy"])  # the example's flags at their defaults
-    out_dir = tempfile.mkdtemp(prefix="keras_dst_accuracy_")
-    for spec in specs:
+    def run_one(spec):
         method, extra = EXAMPLE_METHOD.get(spec["method"], (spec["method"], {}))
         values = dict(
             model=spec["model"],
@@ -283,64 +203,14 @@ def keras_dst_worker(specs, parts):
             epochs=spec["epochs"],
             train_subset=spec["train_subset"],
             update_interval=spec["update_interval"],
-            output_dir=out_dir,
-            verbose=0,
             **extra,
         )
-        keras.backend.clear_session()
-        start = time.time()
-        with flagsaver.flagsaver(**values):
-            model, summary = fashion_mnist.run()
-        os.remove(summary["files"]["model"])
-        recalibrated = None
-        if spec["method"] != "sup_tickets":
-            recalibrated = bn_control(fashion_mnist, model, summary["config"])
-        record = dict(spec)
-        record.update(
-            test_accuracy=summary["test_accuracy"],
-            test_loss=summary["test_loss"],
-            final_sparsity=summary["sparsity"],
-            kernel_zero_fraction=summary["kernel_zero_fraction"],
-            itop_rate=summary["itop_rate"],
-            active_weights=summary["active_weights"],
-            sparse_weights=summary["sparse_weights"],
-            parameters=summary["parameters"],
-            updates=summary.get("updates"),
-            test_accuracy_bn_recalibrated=recalibrated,
-            distribution=summary["config"]["distribution"],
-            history=summary["history"],
-            train_time_s=summary["train_time_s"],
-            wall_s=time.time() - start,
-            backend=summary["backend"],
-            versions=summary["versions"],
-        )
-        append_part(parts, record)
-        print(progress_line(record), flush=True)
+        return run(values, spec["method"] != "sup_tickets")[1]
+
+    return run_one
 
 
-def bn_control(fashion_mnist, model, config):
-    """Test accuracy after Sup-tickets' BatchNorm recalibration.
-
-    A control for the Sup-tickets comparison: SupTickets recalibrates the
-    BatchNorm statistics of its superposed network on the training images;
-    the same recalibration (`keras_dst.superposition.recalibrate_batchnorm`,
-    batch 128 as in the example) applied to another method's final model
-    separates the two effects. None for models without BatchNorm.
-    """
-    from keras_dst.superposition import recalibrate_batchnorm
-
-    (x_train, _), (x_test, y_test) = fashion_mnist.load_data(config)
-    if not recalibrate_batchnorm(
-        model, x_train.astype("float32"), batch_size=128
-    ):
-        return None
-    _, accuracy = model.evaluate(
-        x_test.astype("float32"), y_test, batch_size=256, verbose=0
-    )
-    return float(accuracy)
-
-
-def tfmot_worker(specs, parts):
+def tfmot_runner():
     """tfmot's GMP on the example's architecture, data and optimizer.
 
     tf_keras (Keras 2) only: nothing of Keras 3 or keras_dst is imported
@@ -356,8 +226,8 @@ def tfmot_worker(specs, parts):
 
     (x_all, y_all), (x_test, y_test) = load_fashion_mnist()
     x_test = x_test[..., None].astype("float32")
-    for spec in specs:
-        start = time.time()
+
+    def run_one(spec):
         tf_keras.backend.clear_session()
         tf_keras.utils.set_random_seed(spec["seed"])
         x, y = x_all, y_all
@@ -415,8 +285,7 @@ def tfmot_worker(specs, parts):
                 kernel = layer.kernel.numpy()
                 zeros += kernel.size - int(np.count_nonzero(kernel))
                 size += kernel.size
-        record = dict(spec)
-        record.update(
+        return dict(
             test_accuracy=float(accuracy),
             test_loss=float(loss),
             final_sparsity=zeros / size,
@@ -431,14 +300,13 @@ def tfmot_worker(specs, parts):
                 for k, values in history.history.items()
             },
             train_time_s=train_time,
-            wall_s=time.time() - start,
             backend="tf_keras",
-            versions=versions(
+            versions=harness.versions(
                 ("tensorflow", "tf-keras", "tensorflow-model-optimization")
             ),
         )
-        append_part(parts, record)
-        print(progress_line(record), flush=True)
+
+    return run_one
 
 
 def tf_step_decay(tf_keras, learning_rate, decay_steps):
@@ -511,14 +379,6 @@ def progress_line(r):
 # -- statistics and the paper's claims ------------------------------------
 
 
-def mean_std(values):
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-
-
 def ranks(values):
     order = sorted(range(len(values)), key=lambda i: values[i])
     out = [0.0] * len(values)
@@ -559,11 +419,13 @@ def summarize(runs):
             "n": len(rs),
             "seeds": [r["seed"] for r in rs],
             "acc": acc,
-            "acc_mean": mean_std(acc)[0],
-            "acc_std": mean_std(acc)[1],
-            "itop_rate": mean_std([r["itop_rate"] for r in rs])[0],
-            "final_sparsity": mean_std([r["final_sparsity"] for r in rs])[0],
-            "wall_s": mean_std([r["wall_s"] for r in rs])[0],
+            "acc_mean": harness.mean_std(acc)[0],
+            "acc_std": harness.mean_std(acc)[1],
+            "itop_rate": harness.mean_std([r["itop_rate"] for r in rs])[0],
+            "final_sparsity": harness.mean_std(
+                [r["final_sparsity"] for r in rs]
+            )[0],
+            "wall_s": harness.mean_std([r["wall_s"] for r in rs])[0],
         }
     return out
 
@@ -684,8 +546,7 @@ def pct(value):
 
 
 def table(stats, model, methods, sparsities):
-    head = "| method | " + " | ".join(f"{s:g}" for s in sparsities) + " |"
-    lines = [head, "|---" * (len(sparsities) + 1) + "|"]
+    rows = []
     for method in methods:
         cells = []
         for s in [0.0] * len(sparsities) if method == "dense" else sparsities:
@@ -697,8 +558,8 @@ def table(stats, model, methods, sparsities):
             if method != "dense":
                 cell += f" (R_s {c['itop_rate']:.2f})"
             cells.append(cell)
-        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
-    return lines
+        rows.append([LABELS[method], *cells])
+    return harness.table(["method", *(f"{s:g}" for s in sparsities)], rows)
 
 
 def verdict_word(held, total):
@@ -770,35 +631,16 @@ def claim_lines(found):
     return lines
 
 
-def git_line(payload):
-    if "git_at_end" not in payload:  # files written before the start was
-        return f"- Git at the end of the run: {json.dumps(payload['git'])}."
-    line = f"- Git at the start: {json.dumps(payload['git'])}"
-    if payload["git_at_end"] != payload["git"]:
-        line += f"; at the end: {json.dumps(payload['git_at_end'])}"
-    return line + "."
-
-
-def write_markdown(path, payload, plots):
+def markdown(payload, plots):
     cfg = payload["config"]
     stats = summarize(payload["runs"])
     methods = [m for m in METHODS if m in cfg["methods"]]
     lines = [
         "# Accuracy on Fashion-MNIST: every method × sparsity × seed",
         "",
-        "Generated by `benchmarks/accuracy.py` from "
-        f"`{os.path.basename(path)[:-3]}.json`. Command:",
-        "",
-        f"    {payload['command']}",
-        "",
-        f"- Started {payload['started_at']}, {len(payload['runs'])} runs, "
-        f"{payload['elapsed_s'] / 60:.0f} min wall on "
-        f"{payload['machine'].get('cpu_model', '?')} "
-        f"({payload['machine'].get('cpus_available', '?')} CPUs), "
-        f"{cfg['jobs']} worker(s) at a time.",
-        f"- Versions: {json.dumps(payload['versions'])}; tfmot worker: "
-        f"{json.dumps(payload.get('tfmot_versions'))}.",
-        git_line(payload),
+        *harness.provenance_lines(payload, "accuracy.py"),
+        f"- {len(payload['runs'])} runs, {cfg['jobs']} worker(s) at a time; "
+        f"tfmot worker: {json.dumps(payload.get('tfmot_versions'))}.",
         "- Protocol: `examples/fashion_mnist.py` (SGD momentum 0.9 Nesterov, "
         "batch 128, LR 0.05 ×0.1 at 50%/75%, L2 5e-4, ERK except where "
         f"named, ΔT = {cfg['update_interval']} steps for every method). "
@@ -818,8 +660,8 @@ def write_markdown(path, payload, plots):
     for model in cfg["models"]:
         lines += [f"## {model}", ""]
         lines += table(stats, model, methods, cfg["sparsities"])
-        if model in plots:
-            lines += ["", f"![{model}]({os.path.basename(plots[model])})"]
+        if model in (plots or {}):
+            lines += ["", f"![{model}]({plots[model]})"]
         lines.append("")
     lines += ["## The papers' claims, tested on these seeds", ""]
     lines += claim_lines(claims(stats, cfg["models"], cfg["sparsities"]))
@@ -841,15 +683,14 @@ def write_markdown(path, payload, plots):
             "e.g. grown at 0 and not yet moved); the tests check every "
             "inactive entry one by one."
         )
-    write_markdown_keeping_notes(path, [*lines, ""])
+    return [*lines, ""]
 
 
-def write_plots(prefix, payload):
+def plots(payload, stem):
     """One PNG per model: accuracy vs sparsity, and accuracy vs R_s."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = harness.pyplot()
+    if plt is None:
+        return {}
 
     cfg = payload["config"]
     stats = summarize(payload["runs"])
@@ -908,18 +749,8 @@ def write_plots(prefix, payload):
         right.set_title(
             "sparse-from-scratch runs: accuracy vs R_s (all sparsities)"
         )
-        fig.tight_layout()
-        out[model] = f"{prefix}_{model}.png"
-        fig.savefig(out[model], dpi=110)
-        plt.close(fig)
+        out[model] = harness.save_figure(fig, f"{stem}_{model}.png")
     return out
-
-
-def write_report(args, payload):
-    json_path = os.path.join(args.output_dir, f"{args.name}.json")
-    plots = write_plots(os.path.join(args.output_dir, args.name), payload)
-    write_markdown(json_path[:-5] + ".md", payload, plots)
-    return json_path[:-5] + ".md"
 
 
 # -- orchestration -------------------------------------------------------
@@ -943,96 +774,38 @@ def run_config(args):
     return {k: getattr(args, k) for k in keys}
 
 
-def orchestrate(args, argv):
-    os.makedirs(args.output_dir, exist_ok=True)
-    os.makedirs(args.work_dir, exist_ok=True)
-    start = run_start()
-    pending = []
-    for wid, backend, specs in workers(args):
-        parts = os.path.join(args.work_dir, f"{wid}.jsonl")
-        done = {key_of(r) for r in read_parts(parts)}
-        todo = [s for s in specs if key_of(s) not in done]
-        print(f"{wid}: {len(todo)} of {len(specs)} runs to do", flush=True)
-        if todo:
-            spec_file = os.path.join(args.work_dir, f"{wid}.todo.json")
-            with open(spec_file, "w") as f:
-                json.dump({"specs": todo, "parts": parts}, f)
-            env = dict(os.environ)
-            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            if backend is not None:
-                env["KERAS_BACKEND"] = backend
-            if args.jobs > 1:
-                env.update(THREADS_ONE)
-            cmd = [sys.executable, os.path.abspath(__file__)]
-            cmd += ["--worker", spec_file]
-            log = open(os.path.join(args.work_dir, f"{wid}.log"), "a")
-            pending.append((wid, cmd, env, log))
-    running, failed = [], []
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            wid, cmd, env, log = pending.pop(0)
-            print(f"start {wid} (log {log.name})", flush=True)
-            running.append(
-                (
-                    wid,
-                    subprocess.Popen(
-                        cmd, env=env, stdout=log, stderr=subprocess.STDOUT
-                    ),
-                )
-            )
-        time.sleep(2)
-        for item in list(running):
-            wid, proc = item
-            if proc.poll() is not None:
-                running.remove(item)
-                print(f"{wid} exited with {proc.returncode}", flush=True)
-                if proc.returncode:
-                    failed.append(wid)
-    runs, tfmot_versions = [], None
-    for wid, _, specs in workers(args):
-        wanted = {key_of(s) for s in specs}
-        for r in read_parts(os.path.join(args.work_dir, f"{wid}.jsonl")):
-            if key_of(r) in wanted:
-                runs.append(r)
-                if r["method"] == "tfmot_gmp":
-                    tfmot_versions = r["versions"]
-    payload = {
-        **run_provenance(start),  # git: what the workers loaded
+def measure(args):
+    groups = [
+        (wid, {"KERAS_BACKEND": backend} if backend else {}, specs)
+        for wid, backend, specs in workers(args)
+    ]
+    runs, failed = harness.run_study(args, groups, key_of, __file__)
+    tfmot = [r["versions"] for r in runs if r["method"] == "tfmot_gmp"]
+    return {
         "config": run_config(args),
-        "tfmot_versions": tfmot_versions,
+        "tfmot_versions": tfmot[0] if tfmot else None,
         "failed_workers": failed,
-        "runs": sorted(runs, key=key_of),
+        "runs": runs,
     }
-    json_path = os.path.join(args.output_dir, f"{args.name}.json")
-    with open(json_path, "w") as f:
-        json.dump(payload, f, indent=1, default=_json_default)
-    md = write_report(args, payload)
-    print(f"{len(runs)} runs; wrote {json_path} and {md}")
-    print(
-        "\n".join(
-            claim_lines(claims(summarize(runs), args.models, args.sparsities))
-        )
-    )
-    return 1 if failed else 0
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
-        with open(args.worker) as f:
-            job = json.load(f)
-        tfmot = job["specs"][0]["method"] == "tfmot_gmp"
-        (tfmot_worker if tfmot else keras_dst_worker)(
-            job["specs"], job["parts"]
-        )
-        return 0
-    if args.report:
-        with open(os.path.join(args.output_dir, f"{args.name}.json")) as f:
-            payload = json.load(f)
-        print("wrote", write_report(args, payload))
-        return 0
-    return orchestrate(args, argv)
+
+        def runner(specs):
+            if specs[0]["method"] == "tfmot_gmp":
+                return tfmot_runner()
+            return keras_dst_runner(args.smoke)
+
+        return harness.work(args.worker, key_of, runner, progress_line)
+    payload = harness.main(args, measure, markdown, plots)
+    stats = summarize(payload["runs"])
+    cfg = payload["config"]
+    print(
+        "\n".join(claim_lines(claims(stats, cfg["models"], cfg["sparsities"])))
+    )
+    return 1 if payload.get("failed_workers") else 0
 
 
 if __name__ == "__main__":

@@ -29,9 +29,6 @@ Usage:
 Results: benchmarks/results/deploy.{json,md,png}.
 """
 
-import argparse
-import datetime
-import json
 import os
 import statistics
 import sys
@@ -42,11 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.provenance import command_line  # noqa: E402
-from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import machine_info  # noqa: E402
-from benchmarks.provenance import versions  # noqa: E402
-from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 METHODS = ("itop_rigl", "itop_set")
 STRUCTURES = {"unstructured": None, "block_1x4": (4, 1)}
@@ -60,9 +53,11 @@ TARGETS = {  # issue 14, at 95% with 1x4 blocks
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sparsities", default="0.9,0.95,0.98")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p = harness.parser(__doc__, "deploy")
+    p.add_argument(
+        "--sparsities", type=harness.csv(float), default=[0.9, 0.95, 0.98]
+    )
+    p.add_argument("--methods", type=harness.csv(str), default=list(METHODS))
     p.add_argument("--hidden", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch_size", type=int, default=128)
@@ -72,21 +67,13 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=7, help="latency rounds")
     p.add_argument("--runs", type=int, default=50, help="invokes per round")
-    p.add_argument("--quick", action="store_true", help="smoke run")
-    p.add_argument(
-        "--output_dir", default=os.path.join(ROOT, "benchmarks", "results")
-    )
-    p.add_argument("--name", default="deploy")
     args = p.parse_args(argv)
-    args.sparsities = [float(s) for s in args.sparsities.split(",")]
-    args.methods = args.methods.split(",")
-    if args.quick:
+    if args.quick:  # one method at 95%, a small MLP, 1 epoch on 512 images
         args.sparsities = [0.95]
         args.methods = args.methods[:1]
-        args.hidden = 256
-        args.epochs = 1
-        args.train_subset = 4000
-        args.rounds, args.runs = 2, 5
+        args.hidden, args.epochs, args.train_subset = 64, 1, 512
+        args.update_interval = 2
+        args.rounds, args.runs = 1, 2
     return args
 
 
@@ -229,7 +216,7 @@ def variants(args):
                 )
 
 
-def run(args):
+def measure(args):
     import keras
 
     data = load_data(args)
@@ -274,10 +261,12 @@ def run(args):
                 dense[f"latency_b{batch}_s"] / row[f"latency_b{batch}_s"]
             )
         row.pop("tflite")
+    rows = list(rows.values())
     return {
-        "rows": list(rows.values()),
+        "rows": rows,
         "backend": keras.backend.backend(),
         "config": {k: v for k, v in vars(args).items()},
+        "targets": check_targets(rows),
     }
 
 
@@ -336,15 +325,13 @@ def check_targets(rows):
     return out
 
 
-def write_plots(path, rows):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
+def plots(payload, stem):
+    plt = harness.pyplot()
+    if plt is None:
         return None
-    figure = Figure(figsize=(11, 4.2))
-    axes = figure.subplots(1, 2)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = {"dense": "*", "unstructured": "o", "block_1x4": "s"}
-    for row in rows:
+    for row in payload["rows"]:
         for ax, key, label in (
             (axes[0], "latency_b1_s", "LiteRT latency, batch 1 (ms)"),
             (axes[1], "tflite_bytes", ".tflite size (MB)"),
@@ -368,76 +355,57 @@ def write_plots(path, rows):
             ax.set_ylabel("test accuracy (%)")
     axes[0].set_title("accuracy vs latency (o unstructured, s 1x4 blocks)")
     axes[1].set_title("accuracy vs size")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    return path
+    return harness.save_figure(figure, stem + ".png", dpi=120)
 
 
-def write_markdown(path, payload):
-    rows = payload["rows"]
+def markdown(payload, plot):
+    cfg = payload["config"]
     lines = [
         "# Deploying a sparse model: size, LiteRT latency, accuracy",
         "",
-        f"Command: `{payload['command']}`  ",
-        f"Date: {payload['date']}; backend {payload['backend']}; "
-        f"machine: {payload['machine'].get('cpu_model')} "
-        f"({payload['machine'].get('cpus_available')} CPUs); versions: "
-        + ", ".join(f"{k} {v}" for k, v in payload["versions"].items()),
+        *harness.provenance_lines(payload, "deploy.py"),
         "",
-        f"MLP 784-{payload['config']['hidden']}x3-10 on Fashion-MNIST, "
-        f"{payload['config']['epochs']} epochs, ΔT = "
-        f"{payload['config']['update_interval']}; latency: one thread, "
-        "median of interleaved rounds. Ratios are to the dense model of "
-        "this run (higher = better).",
+        f"MLP 784-{cfg['hidden']}x3-10 on Fashion-MNIST, {cfg['epochs']} "
+        f"epochs, ΔT = {cfg['update_interval']}, backend "
+        f"{payload['backend']}; latency: one thread, median of interleaved "
+        "rounds. Ratios are to the dense model of this run (higher = "
+        "better).",
         "",
-        "| model | acc % | .keras × | deflated .keras × | .tflite × | "
-        "batch 1 × faster | batch 64 × faster | LiteRT formats |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in rows:
+    rows = []
+    for r in payload["rows"]:
         formats = sorted(set(r["tflite_formats"].values()))
-        lines.append(
-            f"| {r['name']} | {100 * r['test_accuracy']:.2f} | "
-            f"{r['keras_smaller']:.1f} | {r['keras_compressed_smaller']:.1f} "
-            f"| {r['tflite_smaller']:.1f} | {r['batch1_faster']:.2f} | "
-            f"{r['batch64_faster']:.2f} | {', '.join(formats)} |"
+        rows.append(
+            [r["name"], f"{100 * r['test_accuracy']:.2f}"]
+            + [
+                f"{r['keras_smaller']:.1f}",
+                f"{r['keras_compressed_smaller']:.1f}",
+            ]
+            + [f"{r['tflite_smaller']:.1f}", f"{r['batch1_faster']:.2f}"]
+            + [f"{r['batch64_faster']:.2f}", ", ".join(formats)]
         )
+    lines += harness.table(
+        ["model", "acc %", ".keras ×", "deflated .keras ×", ".tflite ×"]
+        + ["batch 1 × faster", "batch 64 × faster", "LiteRT formats"],
+        rows,
+    )
     lines += ["", "## Targets (95%, 1x4 blocks)", ""]
-    lines += ["| method | target | want | measured | met |"]
-    lines += ["| --- | --- | --- | --- | --- |"]
-    for t in payload["targets"]:
-        lines.append(
-            f"| {t['method']} | {t['target']} | {t['want']} | "
-            f"{t['measured']:.2f} | {'yes' if t['met'] else 'NO'} |"
-        )
-    if payload.get("plot"):
-        lines += ["", f"![accuracy vs latency and size]({payload['plot']})"]
-    write_markdown_keeping_notes(path, lines)
+    lines += harness.table(
+        ["method", "target", "want", "measured", "met"],
+        [
+            [t["method"], t["target"], t["want"], f"{t['measured']:.2f}"]
+            + ["yes" if t["met"] else "NO"]
+            for t in payload["targets"]
+        ],
+    )
+    plot = plot or payload.get("plot")
+    if plot:
+        lines += ["", f"![accuracy vs latency and size]({plot})"]
+    return lines
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    result = run(args)
-    os.makedirs(args.output_dir, exist_ok=True)
-    stem = os.path.join(args.output_dir, args.name)
-    payload = {
-        "date": started.isoformat(timespec="seconds"),
-        "command": command_line(),
-        "versions": versions(
-            ("keras", "tensorflow", "jax", "numpy", "ai-edge-litert")
-        ),
-        "machine": machine_info(),
-        "git": git_info(),
-        **result,
-    }
-    payload["targets"] = check_targets(payload["rows"])
-    plot = write_plots(stem + ".png", payload["rows"])
-    payload["plot"] = os.path.basename(plot) if plot else None
-    with open(stem + ".json", "w") as f:
-        json.dump(payload, f, indent=2)
-    write_markdown(stem + ".md", payload)
-    print(f"wrote {stem}.json and .md")
+    payload = harness.main(parse_args(argv), measure, markdown, plots)
     for t in payload["targets"]:
         print(
             f"{t['method']} {t['target']}: {t['measured']:.2f} "

@@ -41,30 +41,16 @@ sparsity, per-epoch history, wall time, versions, machine, command),
         --base_epochs=5 --sup_epochs=60 --seeds=0,1,2,3,4
 """
 
-import argparse
 import itertools
-import json
 import math
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.accuracy import THREADS_ONE  # noqa: E402
-from benchmarks.accuracy import append_part  # noqa: E402
-from benchmarks.accuracy import bn_control  # noqa: E402
-from benchmarks.accuracy import csv  # noqa: E402
-from benchmarks.accuracy import git_line  # noqa: E402
-from benchmarks.accuracy import mean_std  # noqa: E402
-from benchmarks.accuracy import read_parts  # noqa: E402
-from benchmarks.provenance import run_provenance  # noqa: E402
-from benchmarks.provenance import run_start  # noqa: E402
-from benchmarks.provenance import write_markdown_keeping_notes  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 PARTS = ("explore", "init", "sup")
 GROWTH_METHOD = {"random": "itop_set", "gradient": "itop_rigl"}
@@ -72,10 +58,8 @@ LABELS = {"itop_set": "SET-ITOP", "itop_rigl": "RigL-ITOP", "dense": "dense"}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    csv = harness.csv
+    p = harness.parser(__doc__, "itop_study", study=True)
     p.add_argument("--parts", type=csv(str), default=list(PARTS))
     p.add_argument("--models", type=csv(str), default=["lenet300"])
     p.add_argument("--growths", type=csv(str), default=["random", "gradient"])
@@ -111,15 +95,6 @@ def parse_args(argv=None):
         "example's own); for learning-rate controls under their own --name.",
     )
     p.add_argument("--backend", default="jax")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="A tiny grid.")
-    p.add_argument("--report", action="store_true")
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument(
-        "--output_dir", default=os.path.join(ROOT, "benchmarks", "results")
-    )
-    p.add_argument("--name", default="itop_study")
-    p.add_argument("--work_dir", default=None)
     args = p.parse_args(argv)
     if args.quick:
         args.growths, args.sparsities, args.seeds = ["random"], [0.9], [0]
@@ -128,9 +103,7 @@ def parse_args(argv=None):
         args.init_sparsities, args.init_epochs = [0.98], 1
         args.sup_epochs, args.num_tickets = 4, 2
         args.cyclic_fraction = 0.5
-    if args.work_dir is None:
-        args.work_dir = os.path.join(args.output_dir, f".{args.name}_work")
-    return args
+    return harness.finish_study_args(p, args)
 
 
 # -- the grid ------------------------------------------------------------
@@ -252,18 +225,14 @@ def cost(r):
 # -- one worker ------------------------------------------------------------
 
 
-def worker(specs, parts):
+def runner(smoke):
     """Runs `examples/fashion_mnist.py` once per spec, in this process."""
-    import keras
-    from absl import flags
-    from absl.testing import flagsaver
-
     import keras_dst
     from examples import fashion_mnist
 
-    flags.FLAGS(["itop_study"])  # the example's flags at their defaults
-    out_dir = tempfile.mkdtemp(prefix="keras_dst_itop_study_")
-    for s in specs:
+    run = harness.fashion_mnist_runner("itop_study", smoke)
+
+    def run_one(s):
         values = dict(
             model=s["model"],
             method=s["method"],
@@ -275,39 +244,20 @@ def worker(specs, parts):
             weight_init=s["weight_init"],
             validate=s["validate"],
             learning_rate=s.get("learning_rate"),
-            output_dir=out_dir,
-            verbose=0,
         )
-        if s["method"] == "sup_tickets":
+        sup = s["method"] == "sup_tickets"
+        if sup:
             values.update(
                 sup_growth=s["growth"],
                 num_tickets=s["num_tickets"],
                 cyclic_fraction=s["cyclic_fraction"],
             )
-        keras.backend.clear_session()
-        start = time.time()
-        with flagsaver.flagsaver(**values):
-            model, summary = fashion_mnist.run()
-        os.remove(summary["files"]["model"])
-        recalibrated = None
-        if s["method"] not in ("sup_tickets", "dense"):
-            recalibrated = bn_control(fashion_mnist, model, summary["config"])
-        record = dict(s)
-        record.update(
-            test_accuracy=summary["test_accuracy"],
-            test_accuracy_bn_recalibrated=recalibrated,
-            final_sparsity=summary["sparsity"],
-            kernel_zero_fraction=summary["kernel_zero_fraction"],
-            itop_rate=summary["itop_rate"],
-            updates=summary.get("updates"),
-            history=summary["history"],
-            train_time_s=summary["train_time_s"],
-            wall_s=time.time() - start,
-            backend=summary["backend"],
-            learning_rate=summary["config"]["learning_rate"],
+        summary, record = run(
+            values, s["method"] not in ("sup_tickets", "dense")
         )
-        if s["method"] == "sup_tickets":
-            # Epochs completed before the first cycle (the DST phase).
+        if sup:
+            # Epochs completed before the first cycle (the DST phase), and
+            # what SupTickets reports of its tickets and their superposition.
             config = summary["config"]
             x_train = fashion_mnist.load_data(config)[0][0]
             steps = -(-len(x_train) // config["batch_size"])
@@ -318,21 +268,24 @@ def worker(specs, parts):
                 cyclic_fraction=s["cyclic_fraction"],
             )
             record["cyclic_start_epoch"] = phases.start // steps
-        append_part(parts, record)
-        print(
-            f"{key_of(record)}: acc {record['test_accuracy']:.4f} R_s "
-            f"{record['itop_rate']:.3f} sparsity {record['final_sparsity']:.4f}"
-            f" [{record['wall_s']:.0f} s]",
-            flush=True,
-        )
+            record["tickets"] = summary["tickets"]
+            record["superposed"] = summary["superposed"]
+        return record
+
+    return run_one
+
+
+def progress_line(r):
+    return (
+        f"{key_of(r)}: acc {r['test_accuracy']:.4f} R_s {r['itop_rate']:.3f}"
+        f" sparsity {r['final_sparsity']:.4f} [{r['wall_s']:.0f} s]"
+    )
 
 
 # -- statistics ------------------------------------------------------------
 
 
-def se(values):
-    mean, std = mean_std(values)
-    return mean, std / math.sqrt(len(values)) if len(values) > 1 else 0.0
+se = harness.mean_se
 
 
 def cells(runs, part, fields):
@@ -450,6 +403,7 @@ def sup_gains(runs):
             "base": stat([base[s] for s in seeds]),
             "base_recalibrated": se([recal(base[s]) for s in seeds]),
             "gain": se(gain),
+            "wins": sum(g > 0 for g in gain),
             "gain_vs_recalibrated": se(gain_recal),
             "sup_r_s": stat([sup[s] for s in seeds], "itop_rate"),
             "base_r_s": stat([base[s] for s in seeds], "itop_rate"),
@@ -518,23 +472,19 @@ def held_in(held, total, cells, needs):
     return f"held in {held} of {total} {cells} cells."
 
 
-def pct(mean_se):
+def pct(mean_se, sign=""):
     mean, err = mean_se
-    return f"{100 * mean:.2f} ± {100 * err:.2f}"
+    return f"{100 * mean:{sign}.2f} ± {100 * err:.2f}"
 
 
-def write_markdown(path, payload, plots):
+def markdown(payload, plots):
     runs, cfg = payload["runs"], payload["config"]
     lines = [
         "# ITOP's exploration study and Sup-tickets at a converged budget",
         "",
-        f"- Command: `{payload['command']}`",
-        f"- {len(runs)} runs, {payload['elapsed_s'] / 60:.0f} min on "
-        f"{payload['machine'].get('cpu_model', '?')} "
-        f"({payload['machine'].get('cpus_available', '?')} cores), "
-        f"backend {cfg['backend']}, {cfg['jobs']} jobs of one thread.",
-        f"- Versions: {json.dumps(payload['versions'])}",
-        git_line(payload),
+        *harness.provenance_lines(payload, "itop_study.py"),
+        f"- {len(runs)} runs, backend {cfg['backend']}, {cfg['jobs']} jobs "
+        "of one thread.",
         f"- Data: Fashion-MNIST, {cfg['train_subset'] or 60000} training "
         "images, the full 10,000 test images; accuracy is mean ± standard "
         f"error over seeds {cfg['seeds']}.",
@@ -545,25 +495,15 @@ def write_markdown(path, payload, plots):
     ]
     found = explore_claims(runs)
     if any(r["part"] == "explore" for r in runs):
-        lines += [
-            "## Exploration (ITOP)",
-            "",
-            f"Models {cfg['models']}, ΔT {cfg['intervals']} steps, lengths "
-            f"{[cfg['base_epochs'] * m for m in cfg['multiples']]} epochs.",
-            "",
-            "| model | method | sparsity | epochs | "
-            + " | ".join(f"ΔT={d}: acc % (R_s)" for d in cfg["intervals"])
-            + " | dense acc % |",
-            "|---|---|---|---|" + "---|" * len(cfg["intervals"]) + "---|",
-        ]
         fixed = cells(
             runs, "explore", ("model", "method", "sparsity", "epochs")
         )
+        rows = []
         for (model, method, s, epochs), rs in sorted(fixed.items()):
             if method == "dense":
                 continue
             dense = fixed.get((model, "dense", 0.0, epochs))
-            row = []
+            row = [model, LABELS[method], f"{s:g}", epochs]
             for d in cfg["intervals"]:
                 sub = [r for r in rs if r["update_interval"] == d]
                 row.append(
@@ -571,11 +511,20 @@ def write_markdown(path, payload, plots):
                     if sub
                     else "-"
                 )
-            lines.append(
-                f"| {model} | {LABELS[method]} | {s:g} | {epochs} | "
-                + " | ".join(row)
-                + f" | {pct(stat(dense)) if dense else '-'} |"
-            )
+            rows.append([*row, pct(stat(dense)) if dense else "-"])
+        lines += [
+            "## Exploration (ITOP)",
+            "",
+            f"Models {cfg['models']}, ΔT {cfg['intervals']} steps, lengths "
+            f"{[cfg['base_epochs'] * m for m in cfg['multiples']]} epochs.",
+            "",
+            *harness.table(
+                ["model", "method", "sparsity", "epochs"]
+                + [f"ΔT={d}: acc % (R_s)" for d in cfg["intervals"]]
+                + ["dense acc %"],
+                rows,
+            ),
+        ]
         held, total = found["length"]
         lines += [
             "",
@@ -633,36 +582,24 @@ def write_markdown(path, payload, plots):
         lines.append("")
     table = init_table(runs)
     if table:
+        rows = []
+        for key in sorted({k[:3] for k in table}):
+            a = table.get(key + ("sparse_scaled",))
+            b = table.get(key + ("unscaled",))
+            rows.append(
+                [key[0], LABELS[key[1]], f"{key[2]:g}"]
+                + [pct(a) if a else "-", pct(b) if b else "-"]
+            )
+        header = ["model", "method", "sparsity", "sparse_scaled acc %"]
         lines += [
             "## Initialization: sparse_scaled vs unscaled",
             "",
-            "| model | method | sparsity | sparse_scaled acc % | "
-            "unscaled acc % |",
-            "|---|---|---|---|---|",
+            *harness.table([*header, "unscaled acc %"], rows),
+            "",
         ]
-        keys = sorted({k[:3] for k in table})
-        for key in keys:
-            a = table.get(key + ("sparse_scaled",))
-            b = table.get(key + ("unscaled",))
-            lines.append(
-                f"| {key[0]} | {LABELS[key[1]]} | {key[2]:g} | "
-                f"{pct(a) if a else '-'} | {pct(b) if b else '-'} |"
-            )
-        lines.append("")
     gains = sup_gains(runs)
     if gains:
-        lines += [
-            "## Sup-tickets after a converged base",
-            "",
-            f"{cfg['sup_model']}, {cfg['sup_epochs']} epochs in all for "
-            f"both, ΔT {cfg['sup_interval']}, {cfg['num_tickets']} tickets "
-            f"in the last {cfg['cyclic_fraction']:.0%} of the epochs.",
-            "",
-            "| base | sparsity | base acc % | base + BN recal. % | "
-            "Sup-tickets % | gain (pts) | gain vs recal. | base at cycle "
-            "start → end % |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
+        rows = []
         for (growth, s), g in gains.items():
             p = g["plateau"]
             curve = (
@@ -671,36 +608,42 @@ def write_markdown(path, payload, plots):
                 if p
                 else "-"
             )
-            lines.append(
-                f"| {LABELS[GROWTH_METHOD[growth]]} | {s:g} | "
-                f"{pct(g['base'])} | {pct(g['base_recalibrated'])} | "
-                f"{pct(g['sup'])} | {100 * g['gain'][0]:+.2f} ± "
-                f"{100 * g['gain'][1]:.2f} | "
-                f"{100 * g['gain_vs_recalibrated'][0]:+.2f} ± "
-                f"{100 * g['gain_vs_recalibrated'][1]:.2f} | {curve} |"
+            rows.append(
+                [LABELS[GROWTH_METHOD[growth]], f"{s:g}", pct(g["base"])]
+                + [pct(g["base_recalibrated"]), pct(g["sup"])]
+                + [pct(g["gain"], "+"), f"{g['wins']}/{len(g['seeds'])}"]
+                + [pct(g["gain_vs_recalibrated"], "+"), curve]
             )
         real = [
             k for k, g in gains.items() if g["gain"][0] > 2 * g["gain"][1] > 0
         ]
         lines += [
+            "## Sup-tickets after a converged base",
+            "",
+            f"{cfg['sup_model']}, {cfg['sup_epochs']} epochs in all for "
+            f"both, ΔT {cfg['sup_interval']}, {cfg['num_tickets']} tickets "
+            f"in the last {cfg['cyclic_fraction']:.0%} of the epochs; gains "
+            "paired by seed (wins: seeds where Sup-tickets is better).",
+            "",
+            *harness.table(
+                ["base", "sparsity", "base acc %", "base + BN recal. %"]
+                + ["Sup-tickets %", "gain (pts)", "wins", "gain vs recal."]
+                + ["base at cycle start → end %"],
+                rows,
+            ),
             "",
             f"A gain larger than 2 standard errors in {len(real)} of "
             f"{len(gains)} cells" + (f": {real}." if real else "."),
             "",
         ]
-    for plot in plots:
-        lines += [f"![{os.path.basename(plot)}]({os.path.basename(plot)})", ""]
-    write_markdown_keeping_notes(path, lines)
-    return path
+    for plot in plots or []:
+        lines += [f"![{plot}]({plot})", ""]
+    return lines
 
 
-def write_plots(prefix, payload):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+def plots(payload, stem):
+    plt = harness.pyplot()
+    if plt is None:
         return []
     runs, cfg, out = payload["runs"], payload["config"], []
     explore = [r for r in runs if r["part"] == "explore"]
@@ -785,10 +728,7 @@ def write_plots(prefix, payload):
                 f"{model}: accuracy vs training length", fontsize=9
             )
             row[1].legend(fontsize=7)
-        fig.tight_layout()
-        out.append(f"{prefix}_explore.png")
-        fig.savefig(out[-1], dpi=110)
-        plt.close(fig)
+        out.append(harness.save_figure(fig, f"{stem}_explore.png"))
     sup = [r for r in runs if r["part"] == "sup"]
     if sup:
         grid = cells(sup, "sup", ("growth", "sparsity"))
@@ -823,17 +763,8 @@ def write_plots(prefix, payload):
             lo = min(min(r["history"].get("val_accuracy") or [1.0]) for r in rs)
             ax.set_ylim(max(lo, 0.5), None)
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        out.append(f"{prefix}_sup.png")
-        fig.savefig(out[-1], dpi=110)
-        plt.close(fig)
+        out.append(harness.save_figure(fig, f"{stem}_sup.png"))
     return out
-
-
-def write_report(args, payload):
-    prefix = os.path.join(args.output_dir, args.name)
-    plots = write_plots(prefix, payload)
-    return write_markdown(prefix + ".md", payload, plots)
 
 
 # -- orchestration -----------------------------------------------------------
@@ -864,10 +795,7 @@ def run_config(args):
     return {k: getattr(args, k) for k in keys}
 
 
-def orchestrate(args):
-    os.makedirs(args.output_dir, exist_ok=True)
-    os.makedirs(args.work_dir, exist_ok=True)
-    start = run_start()
+def measure(args):
     specs = specs_for(args)
     for s in specs:
         if s["part"] == "sup":
@@ -875,66 +803,35 @@ def orchestrate(args):
                 num_tickets=args.num_tickets,
                 cyclic_fraction=args.cyclic_fraction,
             )
-    parts = [
-        os.path.join(args.work_dir, f"worker{i}.jsonl")
-        for i in range(args.jobs)
-    ]
-    done = {key_of(r) for p in parts for r in read_parts(p)}
+    done = harness.done_keys(args.work_dir, key_of)
     todo = [s for s in specs if key_of(s) not in done]
-    print(f"{len(todo)} of {len(specs)} runs to do", flush=True)
     # Longest first, each to the least loaded worker.
-    queues, loads = [[] for _ in parts], [0.0] * len(parts)
+    queues, loads = [[] for _ in range(args.jobs)], [0.0] * args.jobs
     for s in sorted(todo, key=cost, reverse=True):
         i = loads.index(min(loads))
         queues[i].append(s)
         loads[i] += cost(s)
-    procs = []
-    for i, queue in enumerate(queues):
-        if not queue:
-            continue
-        job = os.path.join(args.work_dir, f"worker{i}.todo.json")
-        with open(job, "w") as f:
-            json.dump({"specs": queue, "parts": parts[i]}, f)
-        env = dict(os.environ, KERAS_BACKEND=args.backend)
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        if args.jobs > 1:
-            env.update(THREADS_ONE)
-        log = open(os.path.join(args.work_dir, f"worker{i}.log"), "a")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", job]
-        print(f"worker {i}: {len(queue)} runs (log {log.name})", flush=True)
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        )
-    failed = [p.args for p in procs if p.wait() != 0]
-    wanted = {key_of(s) for s in specs}
-    runs = [r for p in parts for r in read_parts(p) if key_of(r) in wanted]
-    payload = {
-        **run_provenance(start),  # git: what the workers loaded
+    env = {"KERAS_BACKEND": args.backend}
+    groups = [(f"worker{i}", env, q) for i, q in enumerate(queues) if q]
+    runs, failed = harness.run_study(args, groups, key_of, __file__, specs)
+    return {
         "config": run_config(args),
         "failed_workers": len(failed),
-        "runs": sorted(runs, key=key_of),
+        "missing_runs": len(specs) - len(runs),
+        "runs": runs,
     }
-    path = os.path.join(args.output_dir, f"{args.name}.json")
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=1)
-    md = write_report(args, payload)
-    print(f"{len(runs)} runs; wrote {path} and {md}")
-    return 1 if failed or len(runs) < len(specs) else 0
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
     if args.worker:
-        with open(args.worker) as f:
-            job = json.load(f)
-        worker(job["specs"], job["parts"])
-        return 0
-    if args.report:
-        with open(os.path.join(args.output_dir, f"{args.name}.json")) as f:
-            payload = json.load(f)
-        print("wrote", write_report(args, payload))
-        return 0
-    return orchestrate(args)
+        runs = lambda _: runner(args.smoke)  # noqa: E731
+        return harness.work(args.worker, key_of, runs, progress_line)
+    payload = harness.main(args, measure, markdown, plots)
+    print(f"{len(payload['runs'])} runs")
+    return (
+        1 if payload.get("failed_workers") or payload.get("missing_runs") else 0
+    )
 
 
 if __name__ == "__main__":

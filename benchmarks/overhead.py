@@ -53,24 +53,17 @@ benchmarks/results/overhead.md (summary tables).
 """
 
 import argparse
-import datetime
 import gc
-import json
 import os
-import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.provenance import git_info  # noqa: E402
-from benchmarks.provenance import machine_info  # noqa: E402
-from benchmarks.provenance import versions  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
 MODELS = ("mlp", "cnn")
@@ -96,10 +89,7 @@ UPDATE_TARGET_STEPS = 2.0
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.parser(__doc__, "overhead")
     p.add_argument(
         "--backend",
         default="all",
@@ -139,26 +129,14 @@ def parse_args(argv=None):
         help="direct `updater.update` calls timed per DST variant.",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1 round, update_interval 20, 30/25 steps, "
-        "2 update repeats (numbers not comparable with the targets).",
-    )
-    p.add_argument("--output_dir", default=None)
-    p.add_argument("--name", default="overhead")
-    p.add_argument("--part_out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick:
+    if args.quick:  # numbers not comparable with the targets
         args.rounds = 1
         args.update_interval = 20
         args.mlp_steps = 30
         args.cnn_steps = 25
         args.update_repeats = 2
-    if args.output_dir is None:
-        args.output_dir = os.path.join(
-            os.path.dirname(os.path.abspath(__file__)), "results"
-        )
     args.models = [m for m in args.models.split(",") if m]
     args.variants = [v for v in args.variants.split(",") if v]
     for m in args.models:
@@ -335,7 +313,7 @@ def run_backend(args):
     rng = np.random.default_rng(args.seed)
     result = {
         "backend": args.backend,
-        "versions": versions(),
+        "versions": harness.versions(),
         "models": {},
         "loadavg_start": list(os.getloadavg()),
     }
@@ -599,8 +577,8 @@ def run_backend(args):
 # ---------------------------------------------------------------------------
 
 
-def child_command(args, backend, part_out):
-    cmd = [sys.executable, os.path.abspath(__file__)]
+def child_command(args, backend):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child"]
     for key in (
         "rounds",
         "batch_size",
@@ -617,7 +595,6 @@ def child_command(args, backend, part_out):
         f"--models={','.join(args.models)}",
         f"--variants={','.join(args.variants)}",
         f"--cnn_filters={','.join(str(f) for f in args.cnn_filters)}",
-        f"--part_out={part_out}",
     ]
     return cmd
 
@@ -626,21 +603,12 @@ def fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
-def markdown(report):
+def markdown(report, plots=None):
     cfg = report["config"]
     lines = [
         "# keras_dst training overhead",
         "",
-        f"Generated {report['finished_at']} by `benchmarks/overhead.py` "
-        f"on {report['machine'].get('cpu_model', '?')} "
-        f"({report['machine']['cpu_count']} CPUs), "
-        f"{report['total_seconds'] / 60:.1f} min in all; keras_dst at "
-        f"commit {(report['git']['commit'] or '?')[:10]}"
-        + (
-            " plus uncommitted changes in keras_dst/."
-            if report["git"]["keras_dst_dirty"]
-            else "."
-        ),
+        *harness.provenance_lines(report, "overhead.py"),
         "",
         f"Sparsity {cfg['sparsity']} (ERK), batch {cfg['batch_size']}, "
         f"SGD(0.01, momentum=0.9), ΔT = {cfg['update_interval']}, "
@@ -679,11 +647,8 @@ def markdown(report):
                 f"{min(m['variants']['dense']['epoch_s']):.2f}–"
                 f"{max(m['variants']['dense']['epoch_s']):.2f} s.",
                 "",
-                "| variant | median epoch s | ratio to dense | CPU-time ratio "
-                "| updates/epoch | ms/update | update in train steps "
-                "| update traces | target | result |",
-                "|---|---|---|---|---|---|---|---|---|---|",
             ]
+            rows = []
             for out in m["variants"].values():
                 ratios = out["ratio"]
                 ups = out["updates_per_epoch"]
@@ -700,18 +665,27 @@ def markdown(report):
                     else:
                         targets.append(f"≤ {c['target']:g} steps")
                     results.append("PASS" if c["pass"] else "FAIL")
-                lines.append(
-                    f"| {out['label']} | {out['median_epoch_s']:.3f} "
-                    f"| {out['median_ratio']:.3f} "
-                    f"({min(ratios):.3f}–{max(ratios):.3f}) "
-                    f"| {fmt(out.get('median_cpu_ratio'), '.3f')} "
-                    f"| {upd} "
-                    f"| {fmt(out.get('update_ms'), '.1f')} "
-                    f"| {fmt(out.get('update_in_steps'), '.2f')} "
-                    f"| {fmt(out.get('update_traces'), 'd')} "
-                    f"| {' / '.join(targets) or '—'} "
-                    f"| {' / '.join(results) or '—'} |"
+                rows.append(
+                    [out["label"], f"{out['median_epoch_s']:.3f}"]
+                    + [
+                        f"{out['median_ratio']:.3f} "
+                        f"({min(ratios):.3f}–{max(ratios):.3f})",
+                        fmt(out.get("median_cpu_ratio"), ".3f"),
+                        upd,
+                        fmt(out.get("update_ms"), ".1f"),
+                        fmt(out.get("update_in_steps"), ".2f"),
+                        fmt(out.get("update_traces"), "d"),
+                        " / ".join(targets) or "—",
+                        " / ".join(results) or "—",
+                    ]
                 )
+            lines += harness.table(
+                ["variant", "median epoch s", "ratio to dense"]
+                + ["CPU-time ratio", "updates/epoch", "ms/update"]
+                + ["update in train steps", "update traces", "target"]
+                + ["result"],
+                rows,
+            )
             retraced = [
                 o["label"]
                 for o in m["variants"].values()
@@ -758,48 +732,16 @@ def markdown(report):
                 + ", ".join(f"{k} {v}" for k, v in changed.items())
                 + ".",
             ]
-    lines += [
-        "",
-        "Rerun:",
-        "",
-        "```",
-        report["command"],
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+    return [*lines, ""]
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.part_out:  # a child: one backend, raw result only
-        result = run_backend(args)
-        with open(args.part_out, "w") as f:
-            json.dump(result, f)
-        return 0
-
-    started = datetime.datetime.now(datetime.timezone.utc)
-    t0 = time.perf_counter()
+def measure(args):
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for backend in backends:
-            part = os.path.join(tmp, f"{backend}.json")
-            cmd = child_command(args, backend, part)
-            env = dict(os.environ, KERAS_BACKEND=backend)
-            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            print("running:", shlex.join(cmd), flush=True)
-            subprocess.run(cmd, env=env, check=True)
-            with open(part) as f:
-                results[backend] = json.load(f)
-    report = {
-        "command": shlex.join(["python"] + sys.argv),
-        "cwd": os.getcwd(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "total_seconds": time.perf_counter() - t0,
+    for backend in backends:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        results[backend] = harness.child(child_command(args, backend), env)
+    return {
         "config": {
             key: getattr(args, key)
             for key in (
@@ -829,21 +771,16 @@ def main(argv=None):
             "ratio_to_dense": RATIO_TARGETS,
             "update_in_train_steps": UPDATE_TARGET_STEPS,
         },
-        "machine": machine_info(),
-        "git": git_info(),
-        "versions": versions(),
         "backends": results,
     }
-    os.makedirs(args.output_dir, exist_ok=True)
-    json_path = os.path.join(args.output_dir, f"{args.name}.json")
-    md_path = os.path.join(args.output_dir, f"{args.name}.md")
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
-    with open(md_path, "w") as f:
-        f.write(markdown(report))
-    print(f"wrote {json_path} and {md_path}")
-    print(markdown(report))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:  # one backend, its raw result only
+        harness.emit(run_backend(args))
+        return 0
+    print("\n".join(markdown(harness.main(args, measure, markdown))))
     return 0
 
 

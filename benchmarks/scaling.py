@@ -26,17 +26,14 @@ not speed-up; the collectives and the per-device memory are what carry
 over to real devices. Writes `benchmarks/results/scaling.{json,md}`.
 """
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import provenance  # noqa: E402
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from benchmarks import harness  # noqa: E402
 
 CHILD = r"""
 import json, statistics, sys, time
@@ -113,48 +110,56 @@ print("RESULT " + json.dumps({
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--devices", default="1,2,4,8")
-    parser.add_argument("--layouts", default="data,model")
+    parser = harness.parser(__doc__, "scaling")
+    parser.add_argument(
+        "--devices", type=harness.csv(int), default=[1, 2, 4, 8]
+    )
+    parser.add_argument(
+        "--layouts", type=harness.csv(str), default=["data", "model"]
+    )
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--output_dir", default=os.path.join(ROOT, "benchmarks", "results")
-    )
-    parser.add_argument("--name", default="scaling")
     args = parser.parse_args(argv)
     if args.quick:
-        args.devices, args.width, args.reps = "1,2", 64, 2
-        args.layouts = "model"
+        args.devices, args.width, args.reps = [1, 2], 64, 2
+        args.layouts = ["model"]
     return args
 
 
-def run_child(devices, layout, args):
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
-    env["XLA_FLAGS"] = (
-        env.get("XLA_FLAGS", "")
-        + f" --xla_force_host_platform_device_count={devices}"
-    )
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-c", CHILD, str(devices), layout]
-    command += [str(args.width), str(args.reps)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise RuntimeError(
-            f"{devices} devices, {layout}: child failed "
-            f"({done.returncode}):\n{done.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1][len("RESULT ") :])
+def measure(args):
+    runs = []
+    for layout in args.layouts:
+        for devices in args.devices:
+            env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+            env["XLA_FLAGS"] = (
+                env.get("XLA_FLAGS", "")
+                + f" --xla_force_host_platform_device_count={devices}"
+            )
+            command = [sys.executable, "-c", CHILD, str(devices), layout]
+            command += [str(args.width), str(args.reps)]
+            runs.append(harness.child(command, env))
+    return {"config": {"width": args.width, "reps": args.reps}, "runs": runs}
 
 
-def markdown(report):
+def markdown(report, plots=None):
     mib = 2.0**-20
-    lines = [
+    rows = []
+    for r in report["runs"]:
+        cost = r["cost"]
+        rows.append(
+            [r["layout"], r["devices"], f"{r['step_ms']:.1f}"]
+            + [f"{r['update_ms']:.1f}", f"{r['update_ms'] / r['step_ms']:.2f}"]
+            + [cost["all_gathers"], f"{cost['gathered_bytes'] / 1024:.1f}"]
+            + [cost["all_reduces"], f"{cost['temp_bytes'] * mib:.2f}"]
+            + [
+                f"{cost['argument_bytes'] * mib:.2f}",
+                ", ".join(r["mask_specs"]),
+            ]
+        )
+    return [
         "# Several devices: step, update and update memory",
         "",
-        f"`{report['provenance']['command']}`",
+        *harness.provenance_lines(report, "scaling.py"),
         "",
         "MLP 784-{w}-{w}-16, RigL 90%, batch 256, virtual CPU devices "
         "sharing one machine's cores (times show overhead, not speed-up). "
@@ -163,55 +168,16 @@ def markdown(report):
             w=report["config"]["width"], r=report["config"]["reps"]
         ),
         "",
-        "| layout | devices | step ms | update ms | update / step | "
-        "all-gathers | gathered KiB | all-reduces | update temp MiB | "
-        "update args MiB | mask layout |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
-        "---: | --- |",
-    ]
-    for r in report["runs"]:
-        cost = r["cost"]
-        lines.append(
-            f"| {r['layout']} | {r['devices']} | {r['step_ms']:.1f} | "
-            f"{r['update_ms']:.1f} | {r['update_ms'] / r['step_ms']:.2f} | "
-            f"{cost['all_gathers']} | {cost['gathered_bytes'] / 1024:.1f} | "
-            f"{cost['all_reduces']} | {cost['temp_bytes'] * mib:.2f} | "
-            f"{cost['argument_bytes'] * mib:.2f} | "
-            f"{', '.join(r['mask_specs'])} |"
-        )
-    machine = report["provenance"]["machine"]
-    versions = report["provenance"]["versions"]
-    lines += [
-        "",
-        f"Machine: {json.dumps(machine)}. Versions: {json.dumps(versions)}. "
-        f"Commit {report['provenance']['git']}.",
+        *harness.table(
+            ["layout", "devices", "step ms", "update ms", "update / step"]
+            + ["all-gathers", "gathered KiB", "all-reduces"]
+            + ["update temp MiB", "update args MiB", "mask layout"],
+            rows,
+            "lrrrrrrrrrl",
+        ),
         "",
     ]
-    return lines
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    start = provenance.run_start()
-    runs = []
-    for layout in args.layouts.split(","):
-        for devices in [int(d) for d in args.devices.split(",")]:
-            result = run_child(devices, layout, args)
-            print(json.dumps(result), flush=True)
-            runs.append(result)
-    report = {
-        "config": {"width": args.width, "reps": args.reps},
-        "runs": runs,
-        "provenance": provenance.run_provenance(start),
-    }
-    os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, args.name)
-    with open(path + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    provenance.write_markdown_keeping_notes(path + ".md", markdown(report))
-    print(f"wrote {path}.json and {path}.md")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(parse_args(), measure, markdown)

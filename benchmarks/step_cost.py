@@ -16,36 +16,55 @@ Usage:
 
     git worktree add /tmp/keras_dst_old 4bfc4d7
     python benchmarks/step_cost.py --trees=/tmp/keras_dst_old,. --runs=3
+    python benchmarks/step_cost.py --quick --output_dir=/tmp/step  # smoke:
+        # this tree against itself, a small MLP, one backend
 
 Results: benchmarks/results/step_cost.{json,md} (or --output_dir/--name).
 """
 
 import argparse
-import datetime
-import json
+import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
+def _load_harness():
+    """The harness, by its path: `sys.path` stays as `PYTHONPATH` set it,
+    so that a child imports the keras_dst of the tree under test."""
+    path = os.path.join(HERE, "harness.py")
+    spec = importlib.util.spec_from_file_location("step_cost_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trees", required=True, help="comma-separated roots")
-    p.add_argument("--backends", default=",".join(BACKENDS))
+    csv = harness.csv
+    p = harness.parser(__doc__, "step_cost")
+    p.add_argument("--trees", type=csv(str), help="comma-separated roots")
+    p.add_argument("--backends", type=csv(str), default=list(BACKENDS))
     p.add_argument("--runs", type=int, default=3, help="runs per tree")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--updates", type=int, default=5, help="timed updates")
-    p.add_argument("--output_dir", default=os.path.join(HERE, "results"))
-    p.add_argument("--name", default="step_cost")
+    p.add_argument("--hidden", type=int, default=1000, help="MLP width")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.trees = [os.path.abspath(t) for t in args.trees.split(",") if t]
-    args.backends = [b for b in args.backends.split(",") if b]
+    if args.quick:  # this tree against itself, tiny
+        args.trees = args.trees or [os.path.dirname(HERE)] * 2
+        args.backends = args.backends[:1]
+        args.runs, args.rounds, args.steps, args.updates = 1, 1, 5, 1
+        args.hidden = 64
+    if not args.trees and not args.report:
+        p.error("--trees is required")
+    args.trees = [os.path.abspath(t) for t in args.trees or []]
     return args
 
 
@@ -74,7 +93,7 @@ def child(args):
 
         inputs = keras.Input((784,))
         h = inputs
-        for units in (1000, 1000, 1000):
+        for units in (args.hidden,) * 3:
             h = layer(units, activation="relu")(h)
         model = keras.Model(inputs, layer(10)(h))
         model.compile(
@@ -116,65 +135,38 @@ def child(args):
             updater.update(model, 10**6 + 100 * (i + 1), 0.3)
             times.append(1e3 * (time.perf_counter() - t0))
         updates[growth] = statistics.median(times)
-    print(
-        json.dumps(
-            {
-                "ratios": ratios,
-                "cpu_s": cpu,
-                "wall_s": wall,
-                "step_ms": step_ms,
-                "update_ms": updates,
-                "update_steps": {k: v / step_ms for k, v in updates.items()},
-            }
-        )
+    harness.emit(
+        {
+            "ratios": ratios,
+            "cpu_s": cpu,
+            "wall_s": wall,
+            "step_ms": step_ms,
+            "update_ms": updates,
+            "update_steps": {k: v / step_ms for k, v in updates.items()},
+        }
     )
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.child:  # keras_dst comes from PYTHONPATH: import nothing here
-        child(args)
-        return 0
-    sys.path.insert(0, os.path.dirname(HERE))
-    from benchmarks import provenance
-
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"
-    )
+def measure(args):
     runs = []
     for backend in args.backends:
         for r in range(args.runs):
             for tree in args.trees:  # alternate the trees
                 env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=tree)
-                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                cmd = [
-                    sys.executable,
-                    os.path.abspath(__file__),
-                    "--child",
-                    f"--trees={tree}",
-                    f"--rounds={args.rounds}",
-                    f"--steps={args.steps}",
-                    f"--updates={args.updates}",
-                ]
-                out = subprocess.run(
-                    cmd, env=env, capture_output=True, text=True, check=True
-                )
-                result = json.loads(out.stdout.strip().splitlines()[-1])
+                cmd = [sys.executable, os.path.abspath(__file__), "--child"]
+                cmd += [f"--trees={tree}", f"--rounds={args.rounds}"]
+                cmd += [f"--steps={args.steps}", f"--updates={args.updates}"]
+                cmd += [f"--hidden={args.hidden}"]
+                result = harness.child(cmd, env)
                 result.update(backend=backend, tree=tree, run=r)
                 runs.append(result)
-                print(
-                    backend,
-                    tree,
-                    r,
-                    result["ratios"],
-                    result["update_steps"],
-                    flush=True,
-                )
+                print(backend, tree, r, result["ratios"], flush=True)
     summary = {}
     for backend in args.backends:
-        for tree in args.trees:
-            mine = [x for x in runs if x["backend"] == backend]
-            mine = [x for x in mine if x["tree"] == tree]
+        for tree in dict.fromkeys(args.trees):
+            mine = [
+                x for x in runs if (x["backend"], x["tree"]) == (backend, tree)
+            ]
             summary[f"{backend} {tree}"] = {
                 **{
                     k: statistics.median(x["ratios"][k] for x in mine)
@@ -188,64 +180,74 @@ def main(argv=None):
                     for unit in ("ms", "steps")
                 },
             }
-    report = {
-        "command": provenance.command_line(),
-        "started_at": started,
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "machine": provenance.machine_info(),
-        "versions": provenance.versions(),
-        "git": provenance.git_info(),
+    config = {k: getattr(args, k) for k in ("runs", "rounds", "steps")}
+    config.update(updates=args.updates, hidden=args.hidden)
+    return {
+        "config": config,
         "trees": args.trees,
         "runs": runs,
         "summary": summary,
     }
-    os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, args.name)
-    with open(path + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
-    lines = [
-        "# Per-step cost of sparse layers: two source trees side by side",
-        "",
-        f"{report['finished_at']}, {report['machine'].get('cpu_model', '?')}"
-        f" ({report['machine'].get('cpu_count')} CPUs). MLP "
-        "784-1000-1000-1000-10, batch 128, Static(0.9) ERK; CPU-time ratio "
-        f"to plain Keras Dense, median of {args.rounds} interleaved rounds "
-        f"per run, {args.runs} alternating runs per tree (median over "
-        "runs; each run's value in brackets). Update: one "
-        "`SparseUpdater(growth=...).update(model, step, 0.3)` of the trained "
-        "probe model, called directly, median of "
-        f"{args.updates} (wall time, waits for the device), and in train "
-        "steps of that model (wall time of its epochs / steps).",
-        "",
-        "| backend | tree | Static (probe) | Static (no probe) "
-        "| update, random growth | update, gradient growth |",
-        "|---|---|---|---|---|---|",
-    ]
-    for backend in args.backends:
-        for tree in args.trees:
-            mine = [x for x in runs if x["backend"] == backend]
-            mine = [x for x in mine if x["tree"] == tree]
+
+
+def markdown(report, plots=None):
+    runs, config = report["runs"], report.get("config", {})
+    # Files made before the configuration was recorded: what their
+    # runs say, and the command's defaults.
+    rounds = config.get("rounds", len(runs[0]["cpu_s"]["dense"]))
+    trees = list(dict.fromkeys(report["trees"]))
+    backends = list(dict.fromkeys(x["backend"] for x in runs))
+    count = config.get("runs", 1 + max(x["run"] for x in runs))
+    rows = []
+    for backend in backends:
+        for tree in trees:
+            mine = [
+                x for x in runs if (x["backend"], x["tree"]) == (backend, tree)
+            ]
+            m = report["summary"][f"{backend} {tree}"]
             cells = []
             for k in ("probe", "noprobe"):
                 each = ", ".join(f"{x['ratios'][k]:.3f}" for x in mine)
-                med = summary[f"{backend} {tree}"][k]
-                cells.append(f"{med:.3f} ({each})")
+                cells.append(f"{m[k]:.3f} ({each})")
             for g in ("random", "gradient"):
                 each = ", ".join(f"{x['update_steps'][g]:.2f}" for x in mine)
-                m = summary[f"{backend} {tree}"]
                 cells.append(
                     f"{m[f'update_{g}_ms']:.1f} ms = "
                     f"{m[f'update_{g}_steps']:.2f} steps ({each})"
                 )
-            lines.append(
-                f"| {backend} | `{tree}` | " + " | ".join(cells) + " |"
-            )
-    lines += ["", "Rerun:", "", "```", report["command"], "```", ""]
-    provenance.write_markdown_keeping_notes(path + ".md", lines)
-    print("\n".join(lines))
+            rows.append([backend, f"`{tree}`", *cells])
+    width = config.get("hidden", 1000)
+    return [
+        "# Per-step cost of sparse layers: two source trees side by side",
+        "",
+        *harness.provenance_lines(report, "step_cost.py"),
+        "",
+        f"MLP 784-{width}-{width}-{width}-10, batch 128, Static(0.9) ERK; "
+        f"CPU-time ratio to plain Keras Dense, median of {rounds} "
+        f"interleaved rounds per run, {count} alternating runs per tree "
+        "(median over runs; each run's value in brackets). Update: one "
+        "`SparseUpdater(growth=...).update(model, step, 0.3)` of the trained "
+        "probe model, called directly, median of "
+        f"{config.get('updates', '--updates (see the command)')} (wall time, "
+        "waits for the device), and in train steps of that model (wall time "
+        "of its epochs / steps).",
+        "",
+        *harness.table(
+            ["backend", "tree", "Static (probe)", "Static (no probe)"]
+            + ["update, random growth", "update, gradient growth"],
+            rows,
+        ),
+        "",
+    ]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:  # keras_dst comes from PYTHONPATH
+        child(args)
+        return 0
+    report = harness.main(args, measure, markdown)
+    print("\n".join(markdown(report)))
     return 0
 
 

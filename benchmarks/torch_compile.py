@@ -1,6 +1,7 @@
 """PyTorch: the update run eagerly (what keras_dst does) vs `torch.compile`.
 
     python benchmarks/torch_compile.py            # about 5 min on 2 cores
+    python benchmarks/torch_compile.py --quick --output_dir=/tmp/tc  # smoke
 
 An experiment, not a feature: for each method (RigL, SET) one child process
 per mode fits a 784-1000-1000-1000-10 MLP at 90% sparsity for one short
@@ -20,29 +21,32 @@ Both modes must reach the same masks (their SHA-1 is compared). Writes
 `benchmarks/results/torch_compile.{json,md}`.
 """
 
-import json
 import os
-import subprocess
+import statistics
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
-import provenance  # noqa: E402
+from benchmarks import harness  # noqa: E402
 
 CHILD = r"""
 import hashlib, json, os, sys, time
 import numpy as np, torch, keras
 torch.set_num_threads(int(sys.argv[3]))
 import keras_dst
-mode, method = sys.argv[1], sys.argv[2]
+mode, method, width, repeats, backend = sys.argv[1], sys.argv[2], *sys.argv[4:]
+width, repeats = int(width), int(repeats)
 if mode == "compiled":
     from keras_dst.backend import torch as shim
     import keras_dst.callbacks.compiled_update as update_module
     import keras_dst.criteria.selection as selection
 
     def compile_function(fn):
-        compiled = torch.compile(fn, fullgraph=True, dynamic=False)
+        compiled = torch.compile(
+            fn, fullgraph=True, dynamic=False, backend=backend
+        )
 
         def run(*args):
             with torch.no_grad():
@@ -57,7 +61,7 @@ if mode == "compiled":
 keras.utils.set_random_seed(0)
 model = keras.Sequential(
     [keras.Input((784,))]
-    + [keras_dst.layers.SparseDense(1000, activation="relu") for _ in "123"]
+    + [keras_dst.layers.SparseDense(width, activation="relu") for _ in "123"]
     + [keras_dst.layers.SparseDense(10)]
 )
 model.compile(
@@ -74,7 +78,7 @@ start = time.perf_counter()
 updater.update(model, 1000, 0.3)
 first = time.perf_counter() - start
 times = []
-for i in range(8):
+for i in range(repeats):
     start = time.perf_counter()
     updater.update(model, 1100 + 100 * i, 0.3)
     times.append(time.perf_counter() - start)
@@ -89,80 +93,85 @@ print("RESULT " + json.dumps({
 """
 
 
-def run_child(mode, method, threads):
-    env = dict(os.environ, KERAS_BACKEND="torch")
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, method, str(threads)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=provenance.ROOT,
+def parse_args(argv=None):
+    p = harness.parser(__doc__, "torch_compile")
+    p.add_argument("--methods", type=harness.csv(str), default=["RigL", "SET"])
+    p.add_argument("--width", type=int, default=1000, help="MLP width")
+    p.add_argument("--repeats", type=int, default=8, help="timed updates")
+    p.add_argument(
+        "--compile_backend",
+        default="inductor",
+        help="torch.compile's backend ('eager': Dynamo's graph capture "
+        "alone, no code generation)",
     )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{mode} {method} failed:\n{out.stderr[-3000:]}")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("THREADS", "2")),
+        help="torch threads",
+    )
+    args = p.parse_args(argv)
+    if args.quick:  # one method, a small MLP, the graph capture alone
+        args.methods, args.width, args.repeats = args.methods[:1], 64, 2
+        args.compile_backend = "eager"
+    return args
 
 
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return (values[n // 2] + values[(n - 1) // 2]) / 2
-
-
-def main():
-    threads = int(os.environ.get("THREADS", "2"))
-    start = time.time()
+def measure(args):
     rows = []
-    for method in ("RigL", "SET"):
+    for method in args.methods:
         for mode in ("eager", "compiled"):
-            result = run_child(mode, method, threads)
+            cmd = [sys.executable, "-c", CHILD, mode, method]
+            cmd += [str(args.threads), str(args.width), str(args.repeats)]
+            cmd += [args.compile_backend]
+            env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=ROOT)
+            result = harness.child(cmd, env, cwd=ROOT)
             result.update(method=method, mode=mode)
             rows.append(result)
-            print(method, mode, f"{median(result['ms_per_update']):.1f} ms")
-    report = {
-        "command": provenance.command_line(),
-        "threads": threads,
-        "machine": provenance.machine_info(),
-        "versions": provenance.versions(provenance.DISTRIBUTIONS + ("torch",)),
-        "git": provenance.git_info(),
-        "minutes": (time.time() - start) / 60,
-        "rows": rows,
-    }
-    path = os.path.join(
-        provenance.ROOT, "benchmarks", "results", "torch_compile"
-    )
-    with open(path + ".json", "w") as f:
-        json.dump(report, f, indent=1)
-    lines = [
+            ms = statistics.median(result["ms_per_update"])
+            print(method, mode, f"{ms:.1f} ms", flush=True)
+    keys = ("methods", "width", "repeats", "compile_backend")
+    config = {k: getattr(args, k) for k in keys}
+    return {"config": config, "threads": args.threads, "rows": rows}
+
+
+def markdown(report, plots=None):
+    rows = []
+    for row in report["rows"]:
+        ms = row["ms_per_update"]
+        rows.append(
+            [row["method"], row["mode"], f"{row['first_call_s']:.1f}"]
+            + [f"{statistics.median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f})"]
+            + [f"`{row['masks_sha1'][:12]}`"]
+        )
+    config = report.get("config", {})  # older files: the defaults
+    width, repeats = config.get("width", 1000), config.get("repeats", 8)
+    backend = config.get("compile_backend", "inductor")
+    return [
         "# PyTorch: eager update vs torch.compile",
         "",
-        f"Generated by `{report['command']}` on "
-        f"{report['machine'].get('cpu_model', '?')} "
-        f"({threads} torch threads), {report['minutes']:.1f} min; torch "
-        f"{report['versions'].get('torch')}, keras "
-        f"{report['versions'].get('keras')}.",
+        *harness.provenance_lines(report, "torch_compile.py"),
+        f"- {report['threads']} torch threads; torch.compile backend "
+        f"`{backend}`.",
         "",
-        "MLP 784-1000-1000-1000-10, 90% sparse (ERK), drop fraction 0.3; "
-        "ms/update: median (min-max) of 8 direct `updater.update` calls "
-        "after the first.",
+        f"MLP 784-{width}-{width}-{width}-10, 90% sparse (ERK), drop "
+        f"fraction 0.3; ms/update: median (min-max) of {repeats} direct "
+        "`updater.update` calls after the first.",
         "",
-        "| method | mode | first call s | ms/update | masks SHA-1 |",
-        "|---|---|---|---|---|",
+        *harness.table(
+            ["method", "mode", "first call s", "ms/update", "masks SHA-1"],
+            rows,
+        ),
+        "",
     ]
-    for row in rows:
-        ms = row["ms_per_update"]
-        lines.append(
-            f"| {row['method']} | {row['mode']} | {row['first_call_s']:.1f} "
-            f"| {median(ms):.1f} ({min(ms):.1f}-{max(ms):.1f}) "
-            f"| `{row['masks_sha1'][:12]}` |"
-        )
-    provenance.write_markdown_keeping_notes(path + ".md", lines)
+
+
+def main(argv=None):
+    rows = harness.main(parse_args(argv), measure, markdown)["rows"]
     same = {
         method: len({r["masks_sha1"] for r in rows if r["method"] == method})
         == 1
-        for method in ("RigL", "SET")
+        for method in dict.fromkeys(r["method"] for r in rows)
     }
     print("same masks in both modes:", same)
     if not all(same.values()):

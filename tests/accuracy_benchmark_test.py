@@ -13,6 +13,8 @@ import numpy as np
 from absl.testing import absltest
 
 from benchmarks import accuracy
+from benchmarks import harness
+from tests.test_case import TestCase
 
 
 def run(model, method, sparsity, seed, acc, itop_rate=0.5):
@@ -161,10 +163,11 @@ class AccuracyBenchmarkTest(absltest.TestCase):
         }
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "a.md")
-            accuracy.write_markdown(path, payload, {})
+            lines = accuracy.markdown(payload, {})
+            harness.write_markdown_keeping_notes(path, lines)
             with open(path, "a") as f:
                 f.write("my notes\n")
-            accuracy.write_markdown(path, payload, {})  # notes kept
+            harness.write_markdown_keeping_notes(path, lines)  # notes kept
             with open(path) as f:
                 text = f.read()
         self.assertIn(
@@ -176,6 +179,33 @@ class AccuracyBenchmarkTest(absltest.TestCase):
         self.assertIn("| RigL | — | — | — |", text)
         self.assertTrue(text.endswith("my notes\n"))
         self.assertEqual(text.count("my notes"), 1)
+
+
+class AccuracyQuickRunTest(TestCase):
+    def test_quick_run_resumes(self):
+        if self.backend != "jax":
+            return  # the MLP runs on JAX (--mlp_backend); once per suite
+        # One method on the example's --smoke data and model: each run
+        # costs a process start and compilations (the suite's time is a
+        # budget); the grid, statistics and report are tested above.
+        flags = ["--smoke", "--models=mlp", "--methods=set", "--jobs=1"]
+        with tempfile.TemporaryDirectory() as work:
+            flags.append(f"--work_dir={work}")
+            code, log, report, text = harness.run_quick("accuracy.py", *flags)
+            self.assertEqual(code, 0, log)
+            runs = report["runs"]
+            self.assertEqual(
+                [(r["method"], r["backend"]) for r in runs], [("set", "jax")]
+            )
+            self.assertGreater(runs[0]["updates"], 0)
+            self.assertIn("| SET | ", text)
+            for key in ("command", "started_at", "elapsed_s", "git_at_end"):
+                self.assertIn(key, report)
+            # The same command again: every run is in the parts file.
+            code, log, again, _ = harness.run_quick("accuracy.py", *flags)
+            self.assertEqual(code, 0, log)
+            self.assertIn("0 of 1 runs to do", log)
+            self.assertEqual(again["runs"], runs)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ import tempfile
 
 from absl.testing import absltest
 
+from benchmarks import harness
 from benchmarks import itop_study
+from tests.test_case import TestCase
 
 
 def run(method, sparsity, seed, epochs, dt, acc, rate, **extra):
@@ -54,8 +56,16 @@ def explore_runs():
     return runs
 
 
+def write_report(args, payload):
+    """`--report` from `payload` saved as <name>.json; the .md's path."""
+    harness.dump(os.path.join(args.output_dir, f"{args.name}.json"), payload)
+    args.report = True
+    harness.main(args, None, itop_study.markdown, itop_study.plots)
+    return os.path.join(args.output_dir, f"{args.name}.md")
+
+
 def study_payload(args, runs):
-    """What `orchestrate` would write for `runs` (provenance made up)."""
+    """What `measure` would write for `runs` (provenance made up)."""
     return {
         "command": "python benchmarks/itop_study.py",
         "elapsed_s": 60.0,
@@ -148,6 +158,7 @@ class ItopStudyTest(absltest.TestCase):
         gains = itop_study.sup_gains(runs)
         g = gains[("random", 0.9)]
         self.assertAlmostEqual(g["gain"][0], 0.02)
+        self.assertEqual(g["wins"], 3)
         # Paired: the spread of the bases does not enter the error.
         self.assertAlmostEqual(g["gain"][1], 0.01 / 3**0.5)
         self.assertAlmostEqual(g["plateau"]["base_at_cyclic_start"], 0.7995)
@@ -158,7 +169,7 @@ class ItopStudyTest(absltest.TestCase):
         payload = study_payload(args, explore_runs())
         with tempfile.TemporaryDirectory() as out:
             args.output_dir = out
-            path = itop_study.write_report(args, payload)
+            path = write_report(args, payload)
             with open(path) as f:
                 text = f.read()
             self.assertIn("held in 3 of 3", text)
@@ -168,7 +179,7 @@ class ItopStudyTest(absltest.TestCase):
             self.assertIn("runs): the example's default.", text)
             for r in payload["runs"]:
                 r["learning_rate"] = 0.02
-            with open(itop_study.write_report(args, payload)) as f:
+            with open(write_report(args, payload)) as f:
                 self.assertIn("sparse runs): 0.02.", f.read())
             if "![" in text:  # matplotlib installed
                 self.assertTrue(
@@ -185,7 +196,7 @@ class ItopStudyTest(absltest.TestCase):
         payload = study_payload(args, runs)
         with tempfile.TemporaryDirectory() as out:
             args.output_dir = out
-            with open(itop_study.write_report(args, payload)) as f:
+            with open(write_report(args, payload)) as f:
                 text = f.read()
         self.assertIn("## Exploration (ITOP)", text)
         self.assertIn("| lenet300 | SET-ITOP | 0.9 | 10 |", text)
@@ -193,6 +204,28 @@ class ItopStudyTest(absltest.TestCase):
         self.assertEqual(
             text.count("not tested here (needs two or more ΔT)"), 2
         )
+
+
+class ItopStudyQuickRunTest(TestCase):
+    def test_quick_sup_part(self):
+        if self.backend != "jax":
+            return  # the study's backend (--backend); once per suite
+        # The Sup-tickets part (2 runs: its own code paths) on the
+        # example's --smoke data and model; the grid and the other parts'
+        # verdicts are tested above on made-up runs.
+        flags = ["--smoke", "--parts=sup", "--jobs=1"]
+        with tempfile.TemporaryDirectory() as work:
+            flags.append(f"--work_dir={work}")
+            code, log, report, text = harness.run_quick("itop_study.py", *flags)
+        self.assertEqual(code, 0, log)
+        runs = {r["method"]: r for r in report["runs"]}
+        self.assertEqual(set(runs), {"itop_set", "sup_tickets"})
+        sup = runs["sup_tickets"]
+        self.assertEqual(sup["cyclic_start_epoch"], 2)  # 4 epochs, half
+        self.assertLen(sup["tickets"], 2)
+        self.assertLen(sup["history"]["val_accuracy"], 4)  # --validate
+        self.assertIn("## Sup-tickets after a converged base", text)
+        self.assertIn("| SET-ITOP | 0.9 | ", text)
 
 
 if __name__ == "__main__":

@@ -6,46 +6,29 @@ is checked for what the benchmark itself promises (updates happened, no
 retracing of the train step, the update compiled once).
 """
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 
 import keras
 from absl.testing import absltest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import harness
 
 
 class OverheadBenchmarkTest(absltest.TestCase):
     def test_quick_run(self):
         backend = keras.backend.backend()
-        with tempfile.TemporaryDirectory() as out:
-            cmd = [
-                sys.executable,
-                os.path.join(ROOT, "benchmarks", "overhead.py"),
-                "--quick",
-                # Dense, one variant with and one without the gradient
-                # probe, on the MLP: the other variants and the CNN add
-                # time, not code paths (the suite's time is a budget).
-                "--variants=set_noprobe,rigl",
-                "--models=mlp",
-                f"--backend={backend}",
-                f"--output_dir={out}",
-                "--name=quick",
-            ]
-            env = dict(os.environ, KERAS_BACKEND=backend)
-            env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-            done = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True
-            )
-            self.assertEqual(
-                done.returncode, 0, done.stdout[-3000:] + done.stderr[-3000:]
-            )
-            with open(os.path.join(out, "quick.json")) as f:
-                report = json.load(f)
-            self.assertTrue(os.path.exists(os.path.join(out, "quick.md")))
+        code, log, report, text = harness.run_quick(
+            "overhead.py",
+            # Dense, one variant with and one without the gradient probe,
+            # on the MLP: the other variants and the CNN add time, not
+            # code paths (the suite's time is a budget).
+            "--variants=set_noprobe,rigl",
+            "--models=mlp",
+            f"--backend={backend}",
+            env=dict(os.environ, KERAS_BACKEND=backend),
+        )
+        self.assertEqual(code, 0, log)
+        self.assertIn(f"## {backend} — mlp", text)
         models = report["backends"][backend]["models"]
         self.assertEqual(set(models), {"mlp"})
         for name, model in models.items():

@@ -9,20 +9,15 @@ and the update compiled once. TensorFlow and PyTorch cannot cost the update and
 must say so.
 """
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 
 import keras
 import numpy as np
 from absl.testing import absltest
 
 import keras_dst
+from benchmarks import harness
 from tests.test_case import TestCase
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ScalingBenchmarkTest(TestCase):
@@ -51,22 +46,11 @@ class ScalingBenchmarkTest(TestCase):
     def test_quick_run(self):
         if self.backend != "jax":
             return  # keras.distribution layouts: JAX (test_update_cost)
-        with tempfile.TemporaryDirectory() as out:
-            cmd = [
-                sys.executable,
-                os.path.join(ROOT, "benchmarks", "scaling.py"),
-                "--quick",
-                f"--output_dir={out}",
-            ]
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-            env.pop("XLA_FLAGS", None)
-            done = subprocess.run(
-                cmd, cwd=ROOT, env=env, capture_output=True, text=True
-            )
-            self.assertEqual(done.returncode, 0, done.stderr[-3000:])
-            with open(os.path.join(out, "scaling.json")) as f:
-                report = json.load(f)
-            self.assertTrue(os.path.exists(os.path.join(out, "scaling.md")))
+        env = dict(os.environ)
+        env.pop("XLA_FLAGS", None)
+        code, log, report, text = harness.run_quick("scaling.py", env=env)
+        self.assertEqual(code, 0, log)
+        self.assertIn("| model | 2 |", text)
         runs = {(r["layout"], r["devices"]): r for r in report["runs"]}
         self.assertEqual(set(runs), {("model", 1), ("model", 2)})
         width = report["config"]["width"]
