@@ -717,6 +717,20 @@ class SparseUpdater:
         return self.layer_counts().sparsity
 
     @property
+    def device_state_bytes(self):
+        """Bytes of device memory this updater holds between updates (the
+        entries the last update grew, for the next update's survival
+        counts); 0 before the first update. Model and optimizer variables
+        are not counted."""
+        if self._grown is None:
+            return 0
+        return sum(
+            math.prod(x.shape)
+            * np.dtype(keras.backend.standardize_dtype(x.dtype)).itemsize
+            for x in self._grown
+        )
+
+    @property
     def traces(self):
         """Traces this updater's updates caused so far (not of the train
         step): 1 per model structure and criteria it was first to use."""
