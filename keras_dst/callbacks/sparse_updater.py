@@ -153,7 +153,8 @@ class SparseUpdater:
         self._update_functions = {}  # growth criterion -> CompiledUpdate
         self._retired_traces = 0  # traces of functions of earlier models
         self._plan_key = None
-        self._grown = None  # device: entries the last update grew
+        # device: entries the last update grew, packed like the unions
+        self._grown = None
         self._last_grown = None  # host: their counts, as updates collect
 
     def agreed_seed(self):
@@ -528,12 +529,12 @@ class SparseUpdater:
         state = model_state(self._model)
         ops = keras.ops
         if self._grown is None:
-            # Shaped and laid out like the masks (`zeros_like` keeps a
-            # sharded mask's layout): the next update's `grown`, which
-            # the function returns, comes back with that layout, so the
-            # second update does not trace the function again.
+            # Packed, shaped and laid out like the unions (`zeros_like`
+            # keeps a sharded union's layout): the next update's `grown`,
+            # which the function returns, comes back with that layout, so
+            # the second update does not trace the function again.
             self._grown = [
-                ops.zeros_like(state.read(layer.kernel_mask), "bool")
+                ops.zeros_like(state.read(layer.kernel_explored))
                 for layer in self.layers
             ]
         layers = [
