@@ -281,6 +281,26 @@ def run_backend(args):
             )
         )
 
+    # The sparse state's variables by their name; the rest are weights.
+    state_kinds = {
+        "kernel_mask": "masks",
+        "kernel_explored": "unions",
+        "kernel_gradient": "probes",
+        "kernel_gradient_momentum": "probes",
+    }
+
+    def memory_of(model, callback):
+        """Bytes per kind: model variables (weights, masks, unions,
+        probes), optimizer variables, the updater's device state."""
+        kinds = dict.fromkeys(("weights", "masks", "unions", "probes"), 0)
+        for v in model.variables:
+            kind = state_kinds.get(v.path.rsplit("/", 1)[-1], "weights")
+            kinds[kind] += nbytes([v])
+        kinds["optimizer"] = nbytes(model.optimizer.variables)
+        updater = getattr(callback, "updater", None)
+        kinds["updater"] = updater.device_state_bytes if updater else 0
+        return kinds
+
     def masks_of(model):
         return [
             layer.get_mask().copy() for layer in keras_dst.sparse_layers(model)
@@ -486,6 +506,7 @@ def run_backend(args):
                 "model_variable_bytes": nbytes(model.variables),
                 "trainable_variable_bytes": nbytes(model.trainable_variables),
                 "optimizer_variable_bytes": nbytes(model.optimizer.variables),
+                "memory_bytes": memory_of(model, run["callback"]),
             }
             cb = run["callback"]
             if cb is not None:
@@ -603,6 +624,40 @@ def fmt(value, spec):
     return "—" if value is None else format(value, spec)
 
 
+def memory_table(variants):
+    """Markdown lines: MiB per variant and kind, and the total vs dense."""
+    kinds = ("weights", "masks", "unions", "probes", "optimizer", "updater")
+    mib = {
+        o["label"]: {k: o["memory_bytes"][k] / 2**20 for k in kinds}
+        for o in variants.values()
+        if "memory_bytes" in o
+    }
+    if not mib:
+        return []
+    dense = sum(next(iter(mib.values())).values())
+    lines = [
+        "",
+        "Memory (MiB): model variables by kind (weights = kernels and "
+        "biases; masks, unions, probes = the sparse state), optimizer "
+        "variables, and the device state the updater keeps between updates; "
+        "total and its ratio to the first row (dense).",
+        "",
+        "| variant | weights | masks | unions | probes | model variables "
+        "| optimizer | updater | total | × dense |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, m in mib.items():
+        model = m["weights"] + m["masks"] + m["unions"] + m["probes"]
+        total = model + m["optimizer"] + m["updater"]
+        lines.append(
+            f"| {label} | {m['weights']:.2f} | {m['masks']:.2f} "
+            f"| {m['unions']:.2f} | {m['probes']:.2f} | {model:.2f} "
+            f"| {m['optimizer']:.2f} | {m['updater']:.2f} | {total:.2f} "
+            f"| {total / dense:.2f} |"
+        )
+    return lines
+
+
 def markdown(report, plots=None):
     cfg = report["config"]
     lines = [
@@ -708,16 +763,7 @@ def markdown(report, plots=None):
                 for o in m["variants"].values()
                 if "mask_entries_changed_in_rounds" in o
             }
-            mem = {
-                o["label"]: o["model_variable_bytes"] / 2**20
-                for o in m["variants"].values()
-            }
-            lines += [
-                "",
-                "Model variables (MiB): "
-                + ", ".join(f"{k} {v:.1f}" for k, v in mem.items())
-                + ".",
-            ]
+            lines += memory_table(m["variants"])
             if backend == "torch":
                 verdict = "not applicable (PyTorch runs the step eagerly)"
             elif retraced:

@@ -132,6 +132,8 @@ INTERNAL_TESTS = {
     "tests/keras_internals_test.py": "guards the Keras internals module",
     "tests/selection_test.py": "compiles the selection kernels with the "
     "engine's compile_function, as the update does",
+    "tests/packed_union_test.py": "checks the packed-bit storage of the "
+    "unions (keras_dst.masks.packed) against numpy's packbits",
 }
 
 OUTSIDE = ("examples", "benchmarks", "tests")

@@ -153,6 +153,20 @@ class LayerInternalsTest(TestCase):
                 self.assertIsInstance(variable, keras.Variable, layer)
                 self.assertIs(getattr(layer, name), variable)
 
+    def test_own_variables_are_numbered_as_the_save_store(self):
+        # Keras's `save_own_variables` writes key str(i) for the i-th of
+        # them; a sparse layer converts its union's key on load.
+        layer = keras_dst.layers.SparseDense(3)
+        layer.build((None, 4))
+        layer.trainable = False  # the order must not depend on it
+        store = {}
+        keras.layers.Layer.save_own_variables(layer, store)
+        own = keras_internals.own_variables(layer)
+        self.assertEqual(sorted(store), [str(i) for i in range(len(own))])
+        for i, variable in enumerate(own):
+            self.assertIs(store[str(i)], variable)
+        self.assertTrue(any(v is layer.kernel_explored for v in own))
+
     def test_is_graph_model(self):
         x = keras.Input((3,))
         functional = keras.Model(x, keras.layers.Dense(2)(x))

@@ -48,6 +48,11 @@ class OverheadBenchmarkTest(absltest.TestCase):
                     # Compiled once (or reused from an earlier variant).
                     self.assertLessEqual(out["update_traces"], 1, where)
                     self.assertAlmostEqual(out["sparsity"], 0.9, delta=0.01)
+                    # Unions and the updater's grown entries: packed bits
+                    # (the MLP's kernels have whole bytes of rows).
+                    memory = out["memory_bytes"]
+                    self.assertEqual(8 * memory["unions"], memory["masks"])
+                    self.assertEqual(memory["updater"], memory["unions"])
 
 
 if __name__ == "__main__":

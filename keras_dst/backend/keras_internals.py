@@ -309,6 +309,27 @@ def own_raw_weight(layer, name, variable):
     setattr(layer, raw_weight_attribute(name), variable)
 
 
+def own_variables(layer):
+    """The variables `layer.save_own_variables` writes and
+    `load_own_variables` reads, in their order (the store's keys "0",
+    "1", ... are positions in this list).
+
+    Why private: Keras numbers them by `Layer._trainable_variables +
+    Layer._non_trainable_variables` (a layer's own variables, trainable
+    first, whatever `layer.trainable` says); the public `weights` lists
+    depend on `trainable` and include sub-layers'.
+    """
+    try:
+        return list(layer._trainable_variables) + list(
+            layer._non_trainable_variables
+        )
+    except AttributeError:
+        raise _changed(
+            "`Layer._trainable_variables` / `_non_trainable_variables`",
+            "a layer's own variables in the order its save store numbers them",
+        ) from None
+
+
 # -- optimizers ------------------------------------------------------------
 
 

@@ -21,6 +21,10 @@ explored entries, and how many of the previous update's grown
 entries survived this prune (the survival of grown connections, ITOP's
 "reliable exploration").
 
+The union (`explored`) and the grown entries are packed 8 per byte
+(`keras_dst.masks.packed`): they come in and go out packed, and are
+unpacked only here, inside the compiled function.
+
 A layer with a `block_shape` is ranked and selected on its grid of
 blocks: a block's score is the sum of its entries' scores, its counts are
 in blocks, and each selected block is expanded back to its entries.
@@ -48,6 +52,8 @@ from keras_dst.criteria.selection import select_smallest
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.masks.blocks import block_totals
 from keras_dst.masks.blocks import repeat_blocks
+from keras_dst.masks.packed import pack
+from keras_dst.masks.packed import unpack
 
 _PRUNE_SALT = 0x5BD1E995
 
@@ -57,17 +63,20 @@ class LayerInputs(NamedTuple):
 
     kernel: object
     mask: object  # uint8
-    explored: object  # uint8, the union of masks so far
+    explored: object  # uint8, the union of masks so far, packed
     gradient: object  # the dense gradient probe, or None if not needed
     slots: tuple  # the kernel's optimizer slots
-    grown: object  # bool, the entries the previous update grew
+    grown: object  # uint8, the entries the previous update grew, packed
+    # like `explored`
 
 
 class UpdateResult(NamedTuple):
     """What the compiled update returns."""
 
     layers: list  # per layer, its new `SparseState`
-    grown: list  # per layer, bool: the entries grown now (none if skipped)
+    # per layer, uint8 packed like `explored`: the entries grown now (none
+    # if skipped)
+    grown: list
     # int32 `[ok, (explored, survived) per layer]`: ok is 0 if the update
     # was skipped; survived counts the previous update's grown entries
     # that this update did not prune.
@@ -223,17 +232,22 @@ class _SharedUpdate:
         for i, layer in enumerate(layers):
             new_mask = ops.logical_or(survivors[i], grown[i])
             keep = ops.logical_or(survivors[i], ops.logical_not(ok))
-            union_in = ops.logical_or(
-                ops.cast(layer.explored, "bool"), masks[i]
-            )
             values = masked_values(
-                new_mask, keep, layer.kernel, list(layer.slots), union_in
+                new_mask,
+                keep,
+                layer.kernel,
+                list(layer.slots),
+                layer.explored,
+                explore=ops.logical_or(masks[i], new_mask),
             )
             explored = ops.where(ok, values.explored, layer.explored)
             outputs.append(values._replace(explored=explored))
-            grown_out.append(grown[i])  # none if skipped
+            # None if skipped; packed like the union.
+            grown_out.append(pack(grown[i], layer.explored.shape))
+            shape = masks[i].shape
+            previous = unpack(layer.grown, shape)
             report += [  # active and grown counts are known on the host
-                count_true(ops.cast(explored, "bool")),
-                count_true(ops.logical_and(layer.grown, survivors[i])),
+                count_true(unpack(explored, shape)),
+                count_true(ops.logical_and(previous, survivors[i])),
             ]
         return UpdateResult(outputs, grown_out, ops.stack(report))

@@ -153,7 +153,8 @@ class SparseUpdater:
         self._update_functions = {}  # growth criterion -> CompiledUpdate
         self._retired_traces = 0  # traces of functions of earlier models
         self._plan_key = None
-        self._grown = None  # device: entries the last update grew
+        # device: entries the last update grew, packed like the unions
+        self._grown = None
         self._last_grown = None  # host: their counts, as updates collect
 
     def agreed_seed(self):
@@ -528,12 +529,12 @@ class SparseUpdater:
         state = model_state(self._model)
         ops = keras.ops
         if self._grown is None:
-            # Shaped and laid out like the masks (`zeros_like` keeps a
-            # sharded mask's layout): the next update's `grown`, which
-            # the function returns, comes back with that layout, so the
-            # second update does not trace the function again.
+            # Packed, shaped and laid out like the unions (`zeros_like`
+            # keeps a sharded union's layout): the next update's `grown`,
+            # which the function returns, comes back with that layout, so
+            # the second update does not trace the function again.
             self._grown = [
-                ops.zeros_like(state.read(layer.kernel_mask), "bool")
+                ops.zeros_like(state.read(layer.kernel_explored))
                 for layer in self.layers
             ]
         layers = [
@@ -715,6 +716,20 @@ class SparseUpdater:
         """Global sparsity over the sparse layers (one `layer_counts`
         read)."""
         return self.layer_counts().sparsity
+
+    @property
+    def device_state_bytes(self):
+        """Bytes of device memory this updater holds between updates (the
+        entries the last update grew, for the next update's survival
+        counts); 0 before the first update. Model and optimizer variables
+        are not counted."""
+        if self._grown is None:
+            return 0
+        return sum(
+            math.prod(x.shape)
+            * np.dtype(keras.backend.standardize_dtype(x.dtype)).itemsize
+            for x in self._grown
+        )
 
     @property
     def traces(self):

@@ -14,9 +14,14 @@ the same device mesh whose map gives every kernel-shaped one the layout
 the active distribution gave the kernel, and every scalar a replicated
 layout, whatever the user's map says. Public `keras.distribution` API
 only; nothing happens without a distribution.
+
+The explored union is packed 8 entries per byte along an axis the
+kernel's layout does not split (`kernel_shards` tells which, see
+`keras_dst.masks.packed`), so it keeps the kernel's layout too.
 """
 
 import contextlib
+import math
 import re
 
 import keras
@@ -52,3 +57,25 @@ def layouts_like(kernel, kernel_shaped, scalars):
     )
     with scoped.scope():
         yield
+
+
+def kernel_shards(kernel):
+    """Per axis of `kernel`, how many shards its layout splits it into.
+
+    All 1 without a distribution (or where the layout replicates an
+    axis); an axis laid out on several mesh axes counts their product.
+    """
+    current = keras.distribution.distribution()
+    rank = len(kernel.shape)
+    if current is None:
+        return (1,) * rank
+    layout = current.get_variable_layout(kernel)
+    axes = getattr(layout, "axes", None) or (None,) * rank
+    mesh = current.device_mesh
+    sizes = dict(zip(mesh.axis_names, mesh.shape, strict=True))
+    shards = []
+    for axis in tuple(axes) + (None,) * (rank - len(axes)):
+        names = () if axis is None else axis
+        names = (names,) if isinstance(names, str) else tuple(names)
+        shards.append(math.prod(sizes[name] for name in names))
+    return tuple(shards)

@@ -18,8 +18,12 @@ A sparse layer is its Keras parent plus three things:
   exponential moving average of that gradient instead (SNFS).
 * ``kernel_explored``: a non-trainable ``uint8`` variable, the union of all
   masks the layer has had since its masks were initialised (R_s, the
-  in-time over-parameterization rate, is its mean). A variable, so it is
-  saved and restored with the model like the mask.
+  in-time over-parameterization rate, is its mean), packed 8 entries per
+  byte along one kernel axis (`keras_dst.masks.packed`): only updates,
+  counts and reports read it, never the train step. `get_explored()`
+  returns it unpacked. A variable, so it is saved and restored with the
+  model like the mask; files saved before it was packed (one byte per
+  entry) load too.
 * a property that returns the masked weight wherever the parent layer reads
   it (``kernel`` or ``embeddings``), so the parent's ``call`` is untouched.
 
@@ -33,8 +37,10 @@ from keras import ops
 from keras_dst.backend import VariableState
 from keras_dst.backend import check_distribution
 from keras_dst.backend import to_numpy
+from keras_dst.backend.keras_internals import own_variables
 from keras_dst.backend.keras_internals import raw_weight
 from keras_dst.backend.keras_internals import store_raw_weight
+from keras_dst.layers.layouts import kernel_shards
 from keras_dst.layers.layouts import layouts_like
 from keras_dst.layers.sparse_state import masked_values
 from keras_dst.layers.sparse_state import write_sparse_state
@@ -43,6 +49,10 @@ from keras_dst.masks.blocks import is_block_mask
 from keras_dst.masks.initial_masks import WEIGHT_INITS
 from keras_dst.masks.initial_masks import random_mask
 from keras_dst.masks.initial_masks import sparse_init_scale
+from keras_dst.masks.packed import convert_stored
+from keras_dst.masks.packed import pack_axis
+from keras_dst.masks.packed import packed_shape
+from keras_dst.masks.packed import unpack_numpy
 from keras_dst.optimizers.slots import slot_variables
 from keras_dst.utils.checks import check_choice
 from keras_dst.utils.checks import check_optional_int
@@ -304,7 +314,8 @@ class SparseLayer(SparseOptions):
     * ``kernel_variable``: the raw weight variable (zeros where masked).
     * ``kernel_mask``: the 0/1 ``uint8`` mask variable.
     * ``kernel_gradient``: the gradient probe variable, or ``None``.
-    * ``kernel_explored``: the union of all masks so far (``uint8``).
+    * ``kernel_explored``: the union of all masks so far (``uint8``,
+      packed 8 entries per byte; ``get_explored()`` unpacks it).
     * ``sparsity``, ``mask_seed``, ``dense_gradient``, ``block_shape``,
       ``weight_init``: the arguments.
 
@@ -352,6 +363,10 @@ class SparseLayer(SparseOptions):
             check_block_shape(self.block_shape, shape)
         except ValueError as error:
             raise ValueError(f"Sparse layer '{self.name}': {error}") from None
+        # The union packed along an axis its layout does not split.
+        union_shape = packed_shape(
+            shape, pack_axis(shape, kernel_shards(kernel))
+        )
         with layouts_like(kernel, _KERNEL_SHAPED, _SCALARS):
             mask = self.add_weight(
                 name="kernel_mask",
@@ -363,7 +378,7 @@ class SparseLayer(SparseOptions):
             )
             explored = self.add_weight(
                 name="kernel_explored",
-                shape=shape,
+                shape=union_shape,
                 initializer="zeros",
                 trainable=False,
                 dtype=MASK_DTYPE,
@@ -457,9 +472,12 @@ class SparseLayer(SparseOptions):
         return to_numpy(self.kernel_mask)
 
     def get_explored(self):
-        """The union of all masks so far, as a numpy ``uint8`` array (see
-        `get_mask` for multi-process training)."""
-        return to_numpy(self.kernel_explored)
+        """The union of all masks so far, as a numpy ``uint8`` 0/1 array of
+        the kernel's shape (``kernel_explored`` unpacked; see `get_mask`
+        for multi-process training)."""
+        return unpack_numpy(
+            to_numpy(self.kernel_explored), self.kernel_variable.shape
+        )
 
     @property
     def sparse_state_variables(self):
@@ -494,6 +512,22 @@ class SparseLayer(SparseOptions):
         keras.layers.Layer.save_own_variables(self, store)
 
     def load_own_variables(self, store):
+        # The union as this layer stores it, whatever the file holds (one
+        # byte per entry before unions were packed, or another packing).
+        key = next(
+            str(i)
+            for i, v in enumerate(own_variables(self))
+            if v is self.kernel_explored
+        )
+        store = _ConvertedOnLoad(
+            store,
+            key,
+            lambda value: convert_stored(
+                value,
+                self.kernel_variable.shape,
+                self.kernel_explored.shape,
+            ),
+        )
         keras.layers.Layer.load_own_variables(self, store)
         # The forward pass reads the kernel unmasked: whatever a file holds
         # at inactive entries, they are exact zeros once loaded.
@@ -538,6 +572,22 @@ class _ZeroedOnSave:
                 tuple(value.shape), keras.backend.standardize_dtype(value.dtype)
             )
         self.store[key] = value
+
+
+class _ConvertedOnLoad:
+    """A load store that converts the value of one key."""
+
+    def __init__(self, store, key, convert):
+        self.store = store
+        self.key = key
+        self.convert = convert
+
+    def __getitem__(self, key):
+        value = self.store[key]
+        return self.convert(value) if key == self.key else value
+
+    def keys(self):
+        return self.store.keys()
 
 
 def mark_probes_live(layers, live):

@@ -12,7 +12,8 @@ the same way everywhere:
 * entries that are not `keep` restart at 0 (weights just grown, weights
   pruned and regrown in the same update);
 * `kernel_explored`, the union of all masks so far (R_s), gains the new
-  mask.
+  mask; it is stored packed, 8 entries per byte (`keras_dst.masks.packed`),
+  and these functions pack and unpack it on the device.
 """
 
 import functools
@@ -24,6 +25,8 @@ from keras_dst.backend import VariableState
 from keras_dst.backend import compile_function
 from keras_dst.backend import to_numpy
 from keras_dst.criteria.selection import count_true
+from keras_dst.masks.packed import pack
+from keras_dst.masks.packed import unpack
 
 
 class SparseState(NamedTuple):
@@ -32,10 +35,12 @@ class SparseState(NamedTuple):
     mask: object  # uint8, exactly 0 or 1
     kernel: object  # exactly 0.0 where `mask` is 0
     slots: tuple  # the kernel's optimizer slots, 0 where `mask` is 0
-    explored: object  # uint8, the union of masks so far
+    explored: object  # uint8, the union of masks so far, packed
 
 
-def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
+def masked_values(
+    mask, keep, kernel, slots, explored, reset_explored=False, explore=None
+):
     """The new state of one layer for a new `mask` (pure `keras.ops`).
 
     Args:
@@ -44,25 +49,23 @@ def masked_values(mask, keep, kernel, slots, explored, reset_explored=False):
             (a subset of `mask`); every other entry is set to 0.
         kernel: the current kernel.
         slots: list of the kernel's optimizer slots (current values).
-        explored: `uint8` tensor, the union of masks so far.
+        explored: `uint8` tensor, the union of masks so far, packed
+            (`keras_dst.masks.packed`; its shape says how).
         reset_explored: start the union anew from `mask`.
+        explore: None (default: `mask`) or a bool tensor, the entries
+            added to the union (the compiled update adds the old mask and
+            the new one in one pass).
 
     Returns:
         A `SparseState`: `uint8` mask, zeroed kernel and slots, `uint8`
-        union.
+        union packed like `explored`.
     """
     kernel = ops.where(keep, kernel, ops.zeros((), kernel.dtype))
     slots = [ops.where(keep, s, ops.zeros((), s.dtype)) for s in slots]
+    union = pack(mask if explore is None else explore, explored.shape)
     if not reset_explored:
-        mask_or_explored = ops.logical_or(ops.cast(explored, "bool"), mask)
-    else:
-        mask_or_explored = mask
-    return SparseState(
-        ops.cast(mask, "uint8"),
-        kernel,
-        tuple(slots),
-        ops.cast(mask_or_explored, "uint8"),
-    )
+        union = ops.bitwise_or(explored, union)
+    return SparseState(ops.cast(mask, "uint8"), kernel, tuple(slots), union)
 
 
 def write_sparse_state(state, layer, slot_variables, values):
@@ -87,7 +90,7 @@ def _counts(pairs):
     active, explored = [], []
     for mask, union in pairs:
         mask = ops.cast(mask, "bool")
-        union = ops.logical_or(ops.cast(union, "bool"), mask)
+        union = ops.logical_or(unpack(union, mask.shape), mask)
         active.append(count_true(mask))
         explored.append(count_true(union))
     return ops.stack(active), ops.stack(explored)
