@@ -14,6 +14,7 @@ from absl.testing import absltest
 
 from benchmarks import accuracy
 from benchmarks import harness
+from tests.test_case import ONCE_PER_SUITE
 from tests.test_case import TestCase
 
 
@@ -183,8 +184,8 @@ class AccuracyBenchmarkTest(absltest.TestCase):
 
 class AccuracyQuickRunTest(TestCase):
     def test_quick_run_resumes(self):
-        if self.backend != "jax":
-            return  # the MLP runs on JAX (--mlp_backend); once per suite
+        if self.backend != ONCE_PER_SUITE:
+            return  # its workers run the MLP on JAX (--mlp_backend)
         # One method on the example's --smoke data and model: each run
         # costs a process start and compilations (the suite's time is a
         # budget); the grid, statistics and report are tested above.

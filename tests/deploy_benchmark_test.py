@@ -6,17 +6,21 @@ to LiteRT (output checked by `export_litert`), timed, and compared with
 the dense one; the report has its tables and the targets' verdicts.
 """
 
+import os
+
 from absl.testing import absltest
 
 from benchmarks import harness
+from tests.test_case import ONCE_PER_SUITE
 from tests.test_case import TestCase
 
 
 class DeployBenchmarkTest(TestCase):
     def test_quick_run(self):
-        if self.backend != "jax":
-            return  # the benchmark's backend; once per suite
-        code, log, report, text = harness.run_quick("deploy.py")
+        if self.backend != ONCE_PER_SUITE:
+            return  # once per suite, on JAX (the benchmark's backend)
+        env = dict(os.environ, KERAS_BACKEND="jax")
+        code, log, report, text = harness.run_quick("deploy.py", env=env)
         self.assertEqual(code, 0, log)
         rows = {r["name"]: r for r in report["rows"]}
         self.assertEqual(

@@ -12,6 +12,7 @@ from absl.testing import absltest
 
 from benchmarks import harness
 from benchmarks import itop_study
+from tests.test_case import ONCE_PER_SUITE
 from tests.test_case import TestCase
 
 
@@ -208,8 +209,8 @@ class ItopStudyTest(absltest.TestCase):
 
 class ItopStudyQuickRunTest(TestCase):
     def test_quick_sup_part(self):
-        if self.backend != "jax":
-            return  # the study's backend (--backend); once per suite
+        if self.backend != ONCE_PER_SUITE:
+            return  # its workers run on JAX (--backend)
         # The Sup-tickets part (2 runs: its own code paths) on the
         # example's --smoke data and model; the grid and the other parts'
         # verdicts are tested above on made-up runs.
