@@ -30,7 +30,6 @@ import numpy as np
 from keras import ops
 
 _BITS = 8
-_WEIGHTS = tuple(1 << i for i in range(_BITS))  # bit i of a byte
 
 
 def pack_axis(shape, shards=None):
@@ -95,7 +94,10 @@ def packed_axis(shape, stored_shape):
 
 def _weights(rank, axis):
     """The bit values 1, 2, ..., 128 on the axis after `axis`."""
-    weights = ops.convert_to_tensor(np.asarray(_WEIGHTS, np.uint8))
+    # Built from ops, not a numpy constant: PyTorch's Dynamo (which the
+    # torch.compile experiment traces the update with) cannot trace one.
+    shifts = ops.cast(ops.arange(_BITS, dtype="int32"), "uint8")
+    weights = ops.left_shift(ops.ones((_BITS,), "uint8"), shifts)
     return ops.reshape(weights, (_BITS,) + (1,) * (rank - axis - 1))
 
 
