@@ -320,20 +320,7 @@ class UnpackedFilesTest(TestCase):
         model, callback = make(), rigl()
         backup = keras.callbacks.BackupAndRestore(backup_dir)
         fit(model, [callback, backup], 3)
-        for layer, ref in zip(
-            keras_dst.sparse_layers(model),
-            keras_dst.sparse_layers(reference),
-            strict=True,
-        ):
-            np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
-            np.testing.assert_array_equal(
-                layer.get_explored(), ref.get_explored()
-            )
-        for a, b in zip(
-            model.trainable_weights, reference.trainable_weights, strict=True
-        ):
-            np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
-        self.assertEqual(callback.itop_rate, reference_rigl.itop_rate)
+        self.assertSameRun(model, reference, callback, reference_rigl)
 
 
 if __name__ == "__main__":

@@ -383,20 +383,7 @@ class SaveModelTest(TestCase):
             list(self.active_counts(model).values()),
             list(self.active_counts(reference).values()),
         )
-        for layer, ref in zip(
-            keras_dst.sparse_layers(model),
-            keras_dst.sparse_layers(reference),
-            strict=True,
-        ):
-            np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
-            np.testing.assert_array_equal(
-                layer.get_explored(), ref.get_explored()
-            )
-        for a, b in zip(
-            model.trainable_weights, reference.trainable_weights, strict=True
-        ):
-            np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
-        self.assertEqual(callback.itop_rate, reference_callback.itop_rate)
+        self.assertSameRun(model, reference, callback, reference_callback)
 
 
 class SizeReportTest(TestCase):

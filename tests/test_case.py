@@ -60,6 +60,25 @@ class TestCase(parameterized.TestCase):
         if expected_active is not None:
             self.assertEqual(int(mask.sum()), int(expected_active))
 
+    def assertSameRun(self, model, reference, callback, reference_callback):
+        """A resumed (or reloaded) run equals its uninterrupted reference:
+        masks and unions per layer, in order, every trainable weight bit
+        for bit (what the README promises), and the callbacks' R_s."""
+        for layer, ref in zip(
+            keras_dst.sparse_layers(model),
+            keras_dst.sparse_layers(reference),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(layer.get_mask(), ref.get_mask())
+            np.testing.assert_array_equal(
+                layer.get_explored(), ref.get_explored()
+            )
+        for a, b in zip(
+            model.trainable_weights, reference.trainable_weights, strict=True
+        ):
+            np.testing.assert_array_equal(self.to_numpy(a), self.to_numpy(b))
+        self.assertEqual(callback.itop_rate, reference_callback.itop_rate)
+
     def assertModelExactSparsity(self, model, expected=None):
         """`expected`: optional {layer path: active count}."""
         for layer in keras_dst.sparse_layers(model):
