@@ -642,20 +642,16 @@ def memory_table(variants):
         "variables, and the device state the updater keeps between updates; "
         "total and its ratio to the first row (dense).",
         "",
-        "| variant | weights | masks | unions | probes | model variables "
-        "| optimizer | updater | total | × dense |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for label, m in mib.items():
         model = m["weights"] + m["masks"] + m["unions"] + m["probes"]
         total = model + m["optimizer"] + m["updater"]
-        lines.append(
-            f"| {label} | {m['weights']:.2f} | {m['masks']:.2f} "
-            f"| {m['unions']:.2f} | {m['probes']:.2f} | {model:.2f} "
-            f"| {m['optimizer']:.2f} | {m['updater']:.2f} | {total:.2f} "
-            f"| {total / dense:.2f} |"
-        )
-    return lines
+        values = [m[k] for k in kinds[:4]] + [model, m["optimizer"]]
+        values += [m["updater"], total, total / dense]
+        rows.append([label, *(f"{v:.2f}" for v in values)])
+    header = ["variant", *kinds[:4], "model variables", *kinds[4:]]
+    return lines + harness.table([*header, "total", "× dense"], rows)
 
 
 def markdown(report, plots=None):
